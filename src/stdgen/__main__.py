@@ -1,0 +1,3 @@
+from stdgen.cli import main
+
+raise SystemExit(main())

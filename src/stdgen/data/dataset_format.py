@@ -1,0 +1,234 @@
+"""The on-disk dataset format: one folder per character (see ``docs/dataset.md``).
+
+This module is the single reader and writer of the format; the renderer of the dataset
+(``stdgen data render``), VRM import, evaluation and refinement all go through it.
+
+A character folder holds::
+
+    character.glb            the true parts in A-pose: nodes body, clothes, hair (textured)
+    meta.json                provenance, framing, cameras of every view, encodings
+    {layer}_{map}.png        one sprite sheet per layer set and map: the views side by side,
+                             in meta.json's "views" order (view v at columns [v W, (v + 1) W))
+    posed_rgb.png            random-pose front renders (canonicalisation pairs), if any
+    preview.png              a picture to look at (not read back)
+
+``layer`` is one of ``body``, ``body_clothes``, ``full`` (``stdgen.semantics.LAYER_SETS``);
+``map`` is one of:
+
+=========  =========================  ====================================================
+map        PNG                        meaning
+=========  =========================  ====================================================
+rgb        RGBA 8-bit                 unlit (toon) colour, straight alpha = antialiased mask
+lit        RGB 8-bit                  lit (Lambert + toon bands) colour, same alpha as rgb
+normal     RGB 8-bit                  world-space unit normal n as (n + 1) / 2; 0 off the mask
+depth      grey 16-bit                camera-space depth in units of 1/4 mm; 0 off the mask
+sem        grey 8-bit                 Part value (0 body, 1 clothes, 2 hair); 255 background
+=========  =========================  ====================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stdgen.errors import InputError
+from stdgen.semantics import LAYER_SETS
+
+FORMAT_NAME = "stdgen-character"
+FORMAT_VERSION = 1
+MAPS: tuple[str, ...] = ("rgb", "lit", "normal", "depth", "sem")
+DEPTH_SCALE = 4000.0  # uint16 units per metre (1/4 mm); the largest depth is 16.38 m
+#: View groups, in the order their views are listed in meta.json.
+VIEW_GROUPS: tuple[str, ...] = ("eval", "top_bottom", "face", "random")
+
+
+@dataclass
+class LayerRenders:
+    """Renders of one layer set in V views (numpy, decoded).
+
+    ``rgb`` (V, H, W, 4) uint8 straight alpha; ``lit`` (V, H, W, 3) uint8; ``normal`` (V, H, W, 3)
+    float32 unit world normals (0 off the mask); ``depth`` (V, H, W) float32 metres (0 off the
+    mask); ``sem`` (V, H, W) uint8. A map not loaded is ``None``.
+    """
+
+    rgb: np.ndarray | None = None
+    lit: np.ndarray | None = None
+    normal: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    sem: np.ndarray | None = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(V, H, W) float32 coverage in [0, 1] (the rgb alpha)."""
+        return self.rgb[..., 3].astype(np.float32) / 255.0
+
+    def select(self, index: list[int]) -> LayerRenders:
+        return LayerRenders(**{m: None if getattr(self, m) is None else getattr(self, m)[index] for m in MAPS})
+
+
+@dataclass
+class CharacterRenders:
+    """A character folder in memory: view descriptions, per-layer renders and metadata.
+
+    ``views`` is a list of dicts ``{"name", "group", "orthographic", "azimuth", "elevation",
+    "world_to_cam" (4x4), "proj" (4x4)}`` in sprite order; ``layers`` maps a layer-set name to
+    its :class:`LayerRenders`; ``posed_rgb`` (K, H, W, 4) random-pose front renders with
+    ``meta["posed"]`` describing them.
+    """
+
+    views: list[dict]
+    layers: dict[str, LayerRenders]
+    meta: dict = field(default_factory=dict)
+    posed_rgb: np.ndarray | None = None
+
+    def view_index(self, group: str | None = None, names: list[str] | None = None) -> list[int]:
+        """Indices of views in a group (``"gen"`` selects the six generation views), or by name."""
+        if names is not None:
+            lookup = {v["name"]: i for i, v in enumerate(self.views)}
+            missing = [n for n in names if n not in lookup]
+            if missing:
+                raise KeyError(f"no views named {missing}")
+            return [lookup[n] for n in names]
+        if group == "gen":
+            from stdgen.render.camera import GENERATION_AZIMUTHS
+
+            by_az = {round(v["azimuth"]) % 360: i for i, v in enumerate(self.views) if v["group"] == "eval"}
+            return [by_az[round(a) % 360] for a in GENERATION_AZIMUTHS]
+        return [i for i, v in enumerate(self.views) if group is None or v["group"] == group]
+
+    def cameras(self, index: list[int] | None = None, device="cpu"):
+        """:class:`~stdgen.render.Cameras` of the selected views."""
+        from stdgen.render.camera import Cameras
+
+        sel = [self.views[i] for i in (index if index is not None else range(len(self.views)))]
+        return Cameras.from_dict({
+            "world_to_cam": [v["world_to_cam"] for v in sel],
+            "proj": [v["proj"] for v in sel],
+            "orthographic": [v["orthographic"] for v in sel],
+            "names": [v["name"] for v in sel],
+        }, device=device)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.meta["resolution"])
+
+
+# -- encoding -----------------------------------------------------------------------------------
+def encode_normal(normal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(V, H, W, 3) unit normals + (V, H, W) bool mask -> uint8 RGB."""
+    enc = np.clip((normal * 0.5 + 0.5) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return enc * mask[..., None].astype(np.uint8)
+
+
+def decode_normal(rgb: np.ndarray) -> np.ndarray:
+    n = rgb.astype(np.float32) / 255.0 * 2 - 1
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    covered = rgb.any(-1, keepdims=True)
+    return np.where(covered, n / np.maximum(length, 1e-6), 0).astype(np.float32)
+
+
+def encode_depth(depth: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(depth * DEPTH_SCALE), 0, 65535).astype(np.uint16)
+
+
+def decode_depth(raw: np.ndarray) -> np.ndarray:
+    return raw.astype(np.float32) / DEPTH_SCALE
+
+
+def _sprite(images: np.ndarray) -> np.ndarray:
+    """(V, H, W, ...) -> (H, V W, ...)."""
+    return np.concatenate(list(images), axis=1)
+
+
+def _unsprite(sheet: np.ndarray, views: int, path: Path) -> np.ndarray:
+    if sheet.shape[1] % views:
+        raise InputError(f"{path}: width {sheet.shape[1]} is not a multiple of its {views} views")
+    return np.stack(np.split(sheet, views, axis=1))
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def write_renders(folder: str | Path, renders: CharacterRenders) -> None:
+    """Write ``meta.json`` and the sprite sheets of ``renders`` into ``folder`` (which the caller
+    creates atomically, e.g. with :func:`stdgen.utils.io.atomic_dir`)."""
+    from stdgen.utils.io import save_png
+
+    folder = Path(folder)
+    meta = dict(renders.meta)
+    meta.update(format=FORMAT_NAME, version=FORMAT_VERSION, views=renders.views,
+                layers=list(renders.layers), maps=list(MAPS), depth_scale=DEPTH_SCALE)
+    for layer, r in renders.layers.items():
+        if layer not in LAYER_SETS:
+            raise ValueError(f"unknown layer set {layer!r}")
+        mask = r.rgb[..., 3] > 0
+        save_png(folder / f"{layer}_rgb.png", _sprite(r.rgb))
+        save_png(folder / f"{layer}_lit.png", _sprite(r.lit))
+        save_png(folder / f"{layer}_normal.png", _sprite(encode_normal(r.normal, mask)))
+        save_png(folder / f"{layer}_depth.png", _sprite(encode_depth(np.where(mask, r.depth, 0))))
+        save_png(folder / f"{layer}_sem.png", _sprite(r.sem))
+    if renders.posed_rgb is not None:
+        save_png(folder / "posed_rgb.png", _sprite(renders.posed_rgb))
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def read_meta(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / "meta.json"
+    if not path.is_file():
+        raise InputError(f"{folder}: not a character folder (no meta.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: malformed JSON ({exc})") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise InputError(f"{path}: not a {FORMAT_NAME} folder (format {meta.get('format')!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise InputError(f"{path}: format version {meta.get('version')}, this stdgen reads {FORMAT_VERSION}")
+    return meta
+
+
+def read_renders(folder: str | Path, layers: tuple[str, ...] | None = None,
+                 maps: tuple[str, ...] | None = None) -> CharacterRenders:
+    """Read a character folder (all layers and maps unless narrowed)."""
+    from stdgen.utils.io import load_png
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    views = meta["views"]
+    layers = tuple(meta["layers"]) if layers is None else layers
+    maps = MAPS if maps is None else maps
+    out: dict[str, LayerRenders] = {}
+    for layer in layers:
+        if layer not in meta["layers"]:
+            raise InputError(f"{folder}: has no {layer!r} renders (has {meta['layers']})")
+        r = LayerRenders()
+        for m in maps:
+            path = folder / f"{layer}_{m}.png"
+            if not path.is_file():
+                raise InputError(f"{path}: missing")
+            try:
+                arr = _unsprite(load_png(path), len(views), path)
+            except OSError as exc:
+                raise InputError(f"{path}: unreadable PNG ({exc})") from None
+            if m == "normal":
+                arr = decode_normal(arr)
+            elif m == "depth":
+                arr = decode_depth(arr)
+            setattr(r, m, arr)
+        out[layer] = r
+    posed = None
+    if (folder / "posed_rgb.png").is_file() and meta.get("posed"):
+        posed = _unsprite(load_png(folder / "posed_rgb.png"), len(meta["posed"]), folder / "posed_rgb.png")
+    return CharacterRenders(views=views, layers=out, meta=meta, posed_rgb=posed)
+
+
+def list_character_folders(dataset: str | Path) -> list[Path]:
+    """Character folders of a dataset directory (those holding a meta.json), sorted by name."""
+    dataset = Path(dataset)
+    if not dataset.is_dir():
+        raise InputError(f"{dataset}: no such directory")
+    return sorted(p for p in dataset.iterdir() if p.is_dir() and (p / "meta.json").is_file()
+                  and not p.name.startswith("."))

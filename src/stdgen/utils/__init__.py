@@ -1,0 +1,1 @@
+"""Small shared helpers: argument checks, atomic file output, image I/O."""
