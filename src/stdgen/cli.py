@@ -20,6 +20,11 @@ from stdgen.errors import StdgenError
 #: Modules whose ``register(subparsers)`` adds top-level commands, in the order --help lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "stdgen.render.cli",
+    "stdgen.data.cli",
+    "stdgen.eval.cli",
+    "stdgen.export.cli",
+    "stdgen.geometry.cli",
+    "stdgen.refine.cli",
 )
 
 

@@ -94,12 +94,12 @@ class Cameras:
     def to_camera(self, points: torch.Tensor) -> torch.Tensor:
         """World points (N, 3) or (V, N, 3) -> camera-space points (V, N, 3)."""
         p = _homogeneous(points, len(self))
-        return (p @ self.world_to_cam.transpose(1, 2))[..., :3]
+        return (p @ self.world_to_cam.transpose(1, 2).to(p.dtype))[..., :3]
 
     def clip(self, points: torch.Tensor) -> torch.Tensor:
         """World points (N, 3) or (V, N, 3) -> clip-space positions (V, N, 4), the rasteriser's input."""
         p = _homogeneous(points, len(self))
-        return p @ self.full_proj.transpose(1, 2)
+        return p @ self.full_proj.transpose(1, 2).to(p.dtype)
 
     def project(self, points: torch.Tensor, resolution: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """World points -> (pixel coordinates (V, N, 2) as (column, row) in pixel units, with pixel

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from stdgen.render import _backend
 from stdgen.utils.checks import check_tensor
 
 
-def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
     """Interpolate vertex attributes with the barycentrics in ``rast``.
 
     Args:
@@ -21,6 +22,9 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         ``(V, H, W, C)``: ``u a0 + v a1 + (1 - u - v) a2`` on covered pixels, 0 elsewhere.
         Differentiable with respect to ``attr`` and to ``rast``'s ``u``, ``v`` (hence to the
         vertex positions).
+
+    ``backend``: ``"auto"`` (the fast path for the device where there is one), ``"torch"`` (the
+    reference, :func:`interpolate_torch`) or a backend name (see :func:`~stdgen.render.rasterize`).
     """
     check_tensor(rast, "rast", (None, None, None, 4))
     check_tensor(tri, "tri", (None, 3), dtype=(torch.int32, torch.int64))
@@ -30,6 +34,16 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         raise ValueError(f"attr: batch {attr.shape[0]} does not match rast's {views} images")
     if attr.dim() not in (2, 3):
         raise ValueError(f"attr: expected (N, C) or (V, N, C), got {tuple(attr.shape)}")
+    if attr.dtype in (torch.float32, torch.float64) and rast.device == attr.device:
+        fast = _backend.pick("interpolate", backend, attr.device)
+        if fast is not None:
+            return fast(attr, rast, tri)
+    return interpolate_torch(attr, rast, tri)
+
+
+def interpolate_torch(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+    """Reference :func:`interpolate` in plain PyTorch (differentiable by autograd)."""
+    views, h, w, _ = rast.shape
     channels = attr.shape[-1]
     flat = rast.reshape(-1, 4)
     covered = torch.nonzero(flat[:, 3] > 0).squeeze(1)

@@ -6,10 +6,15 @@
    centre. This pass has interchangeable backends: the plain PyTorch reference (always
    present, CPU and CUDA) and fast paths registered in :data:`VISIBILITY_BACKENDS` (tested
    against the reference).
-2. **Barycentrics** (differentiable, PyTorch): for each covered pixel, the perspective-correct
+2. **Barycentrics** (differentiable): for each covered pixel, the perspective-correct
    barycentrics and ``z/w`` of its triangle, recomputed from the clip-space vertices with 2D
    homogeneous edge functions (Olano and Greer 1997). Gradients flow from the output to ``pos``
-   through them, which is how ``interpolate`` moves vertices.
+   through them, which is how ``interpolate`` moves vertices. Reference: :func:`barycentrics_torch`
+   (autograd); the fast paths have analytic backward passes, and the Triton one fuses both passes.
+
+Edges are inclusive (a pixel centre exactly on an edge is inside), edge functions of a shared
+edge are exact negatives of each other (see :func:`cross`), so a closed mesh shows no cracks;
+equal depths go to the lower face index.
 
 Near-plane handling needs no clipping of geometry: the edge functions work in homogeneous
 coordinates, and a pixel is kept only where the interpolated point has ``w > 0`` and
@@ -22,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from stdgen.render import _backend
 from stdgen.utils.checks import check_tensor
 
 #: Visibility backends by name. Each is ``fn(pos, tri, resolution, ranges, cull_backfaces) ->
@@ -63,8 +69,12 @@ def rasterize(
     """
     h, w = _check_resolution(resolution)
     pos, tri = _check_inputs(pos, tri, ranges)
+    _backend.check_name(backend)
+    fused = _backend.pick("rasterize", backend, pos.device)
+    if fused is not None:  # a backend that does visibility and barycentrics in one pass
+        return fused(pos, tri, (h, w), ranges, cull_backfaces)
     face_index = visibility(pos, tri, (h, w), ranges=ranges, cull_backfaces=cull_backfaces, backend=backend)
-    return barycentrics(pos, tri, face_index, ranges=ranges)
+    return barycentrics(pos, tri, face_index, ranges=ranges, backend=backend)
 
 
 def visibility(
@@ -81,35 +91,27 @@ def visibility(
     pos, tri = _check_inputs(pos, tri, ranges)
     fn = _pick_backend(backend, pos.device)
     with torch.no_grad():
-        return fn(pos.detach(), tri, (h, w), ranges, cull_backfaces)
+        return fn(pos.detach(), tri, (h, w), ranges, cull_backfaces).to(pos.device)
 
 
 def _pick_backend(name: str, device: torch.device) -> Callable:
     if name == "torch":
         return visibility_torch
+    _backend.check_name(name)
     if name == "auto":
-        _load_fast_backends()
         preferred = ("triton",) if device.type == "cuda" else ("numba",)
         for cand in preferred:
             if cand in VISIBILITY_BACKENDS:
                 return VISIBILITY_BACKENDS[cand]
         return visibility_torch
-    _load_fast_backends()
     if name not in VISIBILITY_BACKENDS:
-        known = ", ".join(["auto", "torch", *sorted(VISIBILITY_BACKENDS)])
-        raise ValueError(f"unknown rasteriser backend {name!r}; available here: {known}")
+        raise ValueError(f"rasteriser backend {name!r} has no visibility pass")
     return VISIBILITY_BACKENDS[name]
 
 
 def _load_fast_backends() -> None:
     """Import the optional fast-path modules, which register themselves if their library is present."""
-    import importlib
-
-    for mod in ("stdgen.render._numba", "stdgen.render._triton"):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            pass
+    _backend.load()
 
 
 def _check_resolution(resolution) -> tuple[int, int]:
@@ -134,9 +136,35 @@ def _check_inputs(pos: torch.Tensor, tri: torch.Tensor, ranges: torch.Tensor | N
         check_tensor(ranges, "ranges", (None, 2), dtype=(torch.int32, torch.int64))
     if tri.device != pos.device:
         raise ValueError(f"tri is on {tri.device} but pos is on {pos.device}")
-    if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= pos.shape[-2]):
-        raise ValueError(f"tri: indices must lie in [0, {pos.shape[-2]})")
+    _check_indices(tri, pos.shape[-2])
     return pos, tri
+
+
+_CHECKED: dict[tuple, None] = {}
+
+
+def _check_indices(tri: torch.Tensor, n: int) -> None:
+    """Raise if an index in ``tri`` lies outside ``[0, n)``.
+
+    On a GPU reading the answer waits for the device, so an index array already checked (same
+    memory, same version counter, same vertex count) is not checked again: the render loop of an
+    optimisation then never synchronises. (The GPU kernels also range-check every index they
+    read, so a stale entry cannot fault the device; the CPU kernels rely on this check.)
+    """
+    if tri.numel() == 0:
+        return
+    key = None
+    # Inference-mode tensors have no version counter: check those every time.
+    if tri.device.type != "cpu" and not tri.is_inference():
+        key = (tri.device, tri.data_ptr(), tri._version, tuple(tri.shape), tri.dtype, n)
+        if key in _CHECKED:
+            return
+    if int(tri.min()) < 0 or int(tri.max()) >= n:
+        raise ValueError(f"tri: indices must lie in [0, {n})")
+    if key is not None:
+        if len(_CHECKED) >= 64:
+            _CHECKED.pop(next(iter(_CHECKED), None), None)
+        _CHECKED[key] = None
 
 
 def _view_faces(tri: torch.Tensor, ranges: torch.Tensor | None, view: int) -> torch.Tensor:
@@ -145,6 +173,16 @@ def _view_faces(tri: torch.Tensor, ranges: torch.Tensor | None, view: int) -> to
         return torch.arange(tri.shape[0], device=tri.device)
     start, count = (int(x) for x in ranges[view])
     return torch.arange(start, start + count, device=tri.device)
+
+
+def cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cross product of (..., 3) vectors, written out so that ``cross(a, b) == -cross(b, a)`` holds
+    exactly (``torch.linalg.cross`` may fuse multiply-adds and lose that): the two triangles sharing
+    an edge then get exactly opposite edge functions, and a pixel centre on the edge is covered by
+    one of them, never by neither (no cracks)."""
+    a0, a1, a2 = a.unbind(-1)
+    b0, b1, b2 = b.unbind(-1)
+    return torch.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
 
 
 def triangle_setup(clip: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,7 +195,7 @@ def triangle_setup(clip: torch.Tensor) -> dict[str, torch.Tensor]:
     """
     c = clip[..., [0, 1, 3]]  # (F, 3, 3): columns x, y, w per vertex
     c0, c1, c2 = c[:, 0], c[:, 1], c[:, 2]
-    e = torch.stack([torch.linalg.cross(c1, c2), torch.linalg.cross(c2, c0), torch.linalg.cross(c0, c1)], 1)
+    e = torch.stack([cross(c1, c2), cross(c2, c0), cross(c0, c1)], 1)
     det = (e[:, 0] * c0).sum(-1)
     x, y, z, w = clip.unbind(-1)
     outside = ((x > w).all(1) | (x < -w).all(1) | (y > w).all(1) | (y < -w).all(1)
@@ -265,12 +303,29 @@ def _rasterize_chunk(sel, faces, box, bw, count, setup, clip, keys, view, h, w) 
 
 
 def barycentrics(
-    pos: torch.Tensor, tri: torch.Tensor, face_index: torch.Tensor, *, ranges: torch.Tensor | None = None
+    pos: torch.Tensor,
+    tri: torch.Tensor,
+    face_index: torch.Tensor,
+    *,
+    ranges: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Differentiable second pass: ``(V, H, W, 4)`` rast from a visibility map.
 
-    ``face_index`` (V, H, W) int, -1 for background (from :func:`visibility`).
+    ``face_index`` (V, H, W) int, -1 for background (from :func:`visibility`). ``backend`` as in
+    :func:`rasterize` (the fast path for the device, or ``"torch"`` for the reference).
     """
+    check_tensor(face_index, "face_index", (None, None, None), dtype=(torch.int32, torch.int64))
+    fast = _backend.pick("barycentrics", backend, pos.device)
+    if fast is not None:
+        return fast(pos, tri, face_index, ranges)
+    return barycentrics_torch(pos, tri, face_index, ranges=ranges)
+
+
+def barycentrics_torch(
+    pos: torch.Tensor, tri: torch.Tensor, face_index: torch.Tensor, *, ranges: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Reference :func:`barycentrics` in plain PyTorch (differentiable by autograd)."""
     views, h, w = face_index.shape
     flat_face = face_index.reshape(-1)
     covered = torch.nonzero(flat_face >= 0).squeeze(1)
@@ -288,9 +343,9 @@ def barycentrics(
     c = clip[..., [0, 1, 3]]
     c0, c1, c2 = c[:, 0], c[:, 1], c[:, 2]
     p = torch.stack([x, y, torch.ones_like(x)], -1)
-    b0 = (torch.linalg.cross(c1, c2) * p).sum(-1)
-    b1 = (torch.linalg.cross(c2, c0) * p).sum(-1)
-    b2 = (torch.linalg.cross(c0, c1) * p).sum(-1)
+    b0 = (cross(c1, c2) * p).sum(-1)
+    b1 = (cross(c2, c0) * p).sum(-1)
+    b2 = (cross(c0, c1) * p).sum(-1)
     s = b0 + b1 + b2
     u, v = b0 / s, b1 / s
     bw = 1 - u - v

@@ -83,7 +83,9 @@ def shade_flat(albedo: torch.Tensor) -> torch.Tensor:
     return albedo
 
 
-def shade_lambert(albedo: torch.Tensor, normals: torch.Tensor, light_dir=DEFAULT_LIGHT, ambient: float = 0.35) -> torch.Tensor:
+def shade_lambert(
+    albedo: torch.Tensor, normals: torch.Tensor, light_dir=DEFAULT_LIGHT, ambient: float = 0.35
+) -> torch.Tensor:
     """Lambert shading with one directional light (``light_dir`` points towards the light, world)."""
     light = F.normalize(torch.as_tensor(light_dir, dtype=normals.dtype, device=normals.device), dim=0)
     ndl = (normals * light).sum(-1, keepdim=True).clamp(min=0)

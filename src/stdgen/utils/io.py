@@ -19,6 +19,19 @@ import numpy as np
 TMP_PREFIX = ".tmp-"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp / mkdtemp create private (0600 / 0700) entries; the results should get the permissions a
+# plain open() / mkdir() would give them, so datasets written here are readable by others as usual.
+_UMASK = _read_umask()
+_FILE_MODE = 0o666 & ~_UMASK
+_DIR_MODE = 0o777 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file beside ``path``; on success rename it to ``path``."""
@@ -26,6 +39,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, mode) as f:
             yield f
         os.replace(tmp, path)
@@ -43,6 +57,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, _FILE_MODE)
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -58,6 +73,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent))
     try:
+        os.chmod(tmp, _DIR_MODE)
         yield tmp
         if path.exists():
             if not overwrite:
