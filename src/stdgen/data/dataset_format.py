@@ -3,10 +3,11 @@
 This module is the single reader and writer of the format; the renderer of the dataset
 (``stdgen data render``), VRM import, evaluation and refinement all go through it.
 
+A dataset directory holds one folder per character and ``manifest.json`` (:func:`read_manifest`).
 A character folder holds::
 
     character.glb            the true parts in A-pose: nodes body, clothes, hair (textured)
-    meta.json                provenance, framing, cameras of every view, encodings
+    meta.json                provenance, framing, light, cameras of every view, encodings
     {layer}_{map}.png        one sprite sheet per layer set and map: the views side by side,
                              in meta.json's "views" order (view v at columns [v W, (v + 1) W))
     posed_rgb.png            random-pose front renders (canonicalisation pairs), if any
@@ -18,12 +19,16 @@ A character folder holds::
 =========  =========================  ====================================================
 map        PNG                        meaning
 =========  =========================  ====================================================
-rgb        RGBA 8-bit                 unlit (toon) colour, straight alpha = antialiased mask
-lit        RGB 8-bit                  lit (Lambert + toon bands) colour, same alpha as rgb
-normal     RGB 8-bit                  world-space unit normal n as (n + 1) / 2; 0 off the mask
-depth      grey 16-bit                camera-space depth in units of 1/4 mm; 0 off the mask
+rgb        RGBA 8-bit                 unlit colour (albedo), straight alpha = antialiased mask
+lit        RGB 8-bit                  cel-shaded colour under the key light (meta
+                                      ``light_dir``), straight; its alpha is rgb's
+normal     RGB 8-bit                  world-space unit normal n as (n + 1) / 2; 0 off the coverage
+depth      grey 16-bit                camera-space depth in units of 1/4 mm; 0 off the coverage
 sem        grey 8-bit                 Part value (0 body, 1 clothes, 2 hair); 255 background
 =========  =========================  ====================================================
+
+*Coverage* is where a triangle covers the pixel centre (``sem != 255``); normal, depth and sem are
+defined there. The antialiased ``rgb`` alpha is slightly wider (partly covered edge pixels).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from stdgen.errors import InputError
-from stdgen.semantics import LAYER_SETS
+from stdgen.semantics import BACKGROUND_LABEL, LAYER_SETS
 
 FORMAT_NAME = "stdgen-character"
 FORMAT_VERSION = 1
@@ -43,6 +48,8 @@ MAPS: tuple[str, ...] = ("rgb", "lit", "normal", "depth", "sem")
 DEPTH_SCALE = 4000.0  # uint16 units per metre (1/4 mm); the largest depth is 16.38 m
 #: View groups, in the order their views are listed in meta.json.
 VIEW_GROUPS: tuple[str, ...] = ("eval", "top_bottom", "face", "random")
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "stdgen-dataset"
 
 
 @dataclass
@@ -50,8 +57,8 @@ class LayerRenders:
     """Renders of one layer set in V views (numpy, decoded).
 
     ``rgb`` (V, H, W, 4) uint8 straight alpha; ``lit`` (V, H, W, 3) uint8; ``normal`` (V, H, W, 3)
-    float32 unit world normals (0 off the mask); ``depth`` (V, H, W) float32 metres (0 off the
-    mask); ``sem`` (V, H, W) uint8. A map not loaded is ``None``.
+    float32 unit world normals (0 off the coverage); ``depth`` (V, H, W) float32 metres (0 off
+    the coverage); ``sem`` (V, H, W) uint8. A map not loaded is ``None``.
     """
 
     rgb: np.ndarray | None = None
@@ -64,6 +71,15 @@ class LayerRenders:
     def mask(self) -> np.ndarray:
         """(V, H, W) float32 coverage in [0, 1] (the rgb alpha)."""
         return self.rgb[..., 3].astype(np.float32) / 255.0
+
+    @property
+    def coverage(self) -> np.ndarray:
+        """(V, H, W) bool: pixel centres covered by a triangle (where normal, depth, sem are set)."""
+        if self.sem is not None:
+            return self.sem != BACKGROUND_LABEL
+        if self.normal is not None:
+            return np.any(self.normal != 0, axis=-1)
+        return self.rgb[..., 3] > 0
 
     def select(self, index: list[int]) -> LayerRenders:
         return LayerRenders(**{m: None if getattr(self, m) is None else getattr(self, m)[index] for m in MAPS})
@@ -150,9 +166,10 @@ def _unsprite(sheet: np.ndarray, views: int, path: Path) -> np.ndarray:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def write_renders(folder: str | Path, renders: CharacterRenders) -> None:
-    """Write ``meta.json`` and the sprite sheets of ``renders`` into ``folder`` (which the caller
-    creates atomically, e.g. with :func:`stdgen.utils.io.atomic_dir`)."""
+def write_renders(folder: str | Path, renders: CharacterRenders, *, preview: bool = True) -> None:
+    """Write ``meta.json``, the sprite sheets of ``renders`` and (``preview``) ``preview.png`` into
+    ``folder`` (which the caller creates atomically, e.g. with :func:`stdgen.utils.io.atomic_dir`).
+    ``meta.json`` is written last, so a folder with one is complete."""
     from stdgen.utils.io import save_png
 
     folder = Path(folder)
@@ -162,15 +179,43 @@ def write_renders(folder: str | Path, renders: CharacterRenders) -> None:
     for layer, r in renders.layers.items():
         if layer not in LAYER_SETS:
             raise ValueError(f"unknown layer set {layer!r}")
-        mask = r.rgb[..., 3] > 0
+        mask = r.coverage
         save_png(folder / f"{layer}_rgb.png", _sprite(r.rgb))
         save_png(folder / f"{layer}_lit.png", _sprite(r.lit))
         save_png(folder / f"{layer}_normal.png", _sprite(encode_normal(r.normal, mask)))
         save_png(folder / f"{layer}_depth.png", _sprite(encode_depth(np.where(mask, r.depth, 0))))
         save_png(folder / f"{layer}_sem.png", _sprite(r.sem))
-    if renders.posed_rgb is not None:
+    if renders.posed_rgb is not None and len(renders.posed_rgb):
         save_png(folder / "posed_rgb.png", _sprite(renders.posed_rgb))
+    if preview:
+        save_png(folder / "preview.png", preview_image(renders))
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def preview_image(renders: CharacterRenders, size: int = 128) -> np.ndarray:
+    """(H, W, 3) float picture of a character folder: per layer set, its unlit colour in the eight
+    evaluation views over white; then the full set's normals and semantic labels; then the posed
+    front renders. Views are shrunk to at most ``size`` pixels."""
+    from stdgen.utils.io import image_grid
+
+    idx = renders.view_index("eval") or list(range(len(renders.views)))
+    step = max(1, renders.resolution // size)
+    small = lambda a: a[:, ::step, ::step]  # nearest-neighbour shrink: enough to look at
+    rows = []
+    for layer in ("full", "body_clothes", "body"):
+        if layer in renders.layers and renders.layers[layer].rgb is not None:
+            rows.append(list(small(renders.layers[layer].rgb[idx]).astype(np.float32) / 255))
+    full = renders.layers.get("full")
+    if full is not None and full.normal is not None:
+        cov = small(full.coverage[idx])[..., None]
+        rows.append(list(np.where(cov, small(full.normal[idx]) * 0.5 + 0.5, 1.0)))
+    if full is not None and full.sem is not None:
+        palette = np.array([[0.95, 0.75, 0.6], [0.2, 0.4, 0.9], [0.45, 0.25, 0.1]], np.float32)
+        sem = small(full.sem[idx])
+        rows.append(list(np.where((sem == BACKGROUND_LABEL)[..., None], 1.0, palette[np.minimum(sem, 2)])))
+    if renders.posed_rgb is not None and len(renders.posed_rgb):
+        rows.append(list(small(renders.posed_rgb).astype(np.float32) / 255))
+    return image_grid(rows)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -223,6 +268,47 @@ def read_renders(folder: str | Path, layers: tuple[str, ...] | None = None,
     if (folder / "posed_rgb.png").is_file() and meta.get("posed"):
         posed = _unsprite(load_png(folder / "posed_rgb.png"), len(meta["posed"]), folder / "posed_rgb.png")
     return CharacterRenders(views=views, layers=out, meta=meta, posed_rgb=posed)
+
+
+def character_folder_name(seed: int) -> str:
+    """The folder name of a procedural character: its seed, zero-padded to seven digits."""
+    return f"{int(seed):07d}"
+
+
+def read_manifest(dataset: str | Path) -> dict:
+    """``DIR/manifest.json``: ``{"format", "version", "characters": [{"id", "seed", "split",
+    "source"}, ...], ...}`` (``id`` is the folder name). An empty manifest if there is none."""
+    path = Path(dataset) / MANIFEST_NAME
+    if not path.is_file():
+        return {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, "characters": []}
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: malformed JSON ({exc})") from None
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("characters"), list):
+        raise InputError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    return manifest
+
+
+def write_manifest(dataset: str | Path, characters: list[dict], **extra) -> Path:
+    """Write ``DIR/manifest.json`` atomically, its entries sorted by ``id``; ``extra`` keys are
+    stored beside them (e.g. the render configuration)."""
+    from stdgen.utils.io import atomic_write
+
+    path = Path(dataset) / MANIFEST_NAME
+    entries = sorted(characters, key=lambda e: str(e["id"]))
+    body = {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, **extra, "count": len(entries),
+            "characters": entries}
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(body, indent=1))
+    return path
+
+
+def manifest_entry(folder: str | Path, meta: dict | None = None) -> dict:
+    """The manifest entry of a character folder (from its ``meta.json``)."""
+    folder = Path(folder)
+    meta = read_meta(folder) if meta is None else meta
+    return {"id": folder.name, "seed": meta.get("seed"), "split": meta.get("split"), "source": meta.get("source")}
 
 
 def list_character_folders(dataset: str | Path) -> list[Path]:

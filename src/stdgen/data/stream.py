@@ -1,0 +1,354 @@
+"""On-the-fly multi-layer renders for training: characters made on CPU workers, rendered in batches
+on the GPU (or the CPU), so training never waits on disk.
+
+    stream = RenderStream(StreamConfig(batch_size=8, resolution=256, workers=14, device="cuda"))
+    for batch in stream:              # or DataLoader(stream, batch_size=None)
+        batch["rgb"]                  # (B, L, V, 3, H, W) unlit colour over the background
+        batch["sem"]                  # (B, L, V, H, W) uint8 Part values, 255 background
+
+Two levels: :class:`CharacterSource` is an ``IterableDataset`` whose DataLoader workers make
+characters (procedural generation, posing, flattening into a :class:`~.render_dataset.Scene`);
+:class:`RenderStream` (an ``IterableDataset`` too, iterated in the training process) gathers
+``batch_size`` of them and renders all their views and layer sets in one batched rasteriser call
+on ``device`` (:func:`~.render_dataset.render_jobs`, the code the disk writer uses).
+
+Fresh characters by default (every sample a new seed of the split). ``pool_size > 0`` instead
+keeps a pool of generated characters per worker and draws variants of them: the arm-angle
+augmented A-pose (:func:`stdgen.data.posing.augmented_a_pose`) and new clothes / hair colours;
+throughput figures for that mode must state the pool size (variants of one character are not
+distinct characters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from stdgen.data.render_dataset import (
+    LAYER_ORDER,
+    Framing,
+    RenderJob,
+    Scene,
+    _derive_seed,
+    frame_character,
+    light_direction,
+    render_jobs,
+    scene_from_character,
+)
+from stdgen.semantics import Part
+
+#: Maps a stream batch can hold (``alpha`` is always there).
+STREAM_MAPS: tuple[str, ...] = ("rgb", "lit", "normal", "depth", "sem")
+_RNG_POOL, _RNG_BATCH = 11, 12
+
+
+@dataclass
+class StreamConfig:
+    """What the stream yields and how it is made.
+
+    ``batch_size`` characters per batch; ``resolution`` image side; ``views``: ``"eval"`` (the
+    eight evaluation views, which hold the six generation views) or ``"gen"`` (the six generation
+    views); ``random_views`` extra perspective views per character; ``layers`` layer sets;
+    ``maps`` the maps to return (fewer is faster); ``split``/``start``/``count``: characters are
+    the split's seeds from index ``start`` on, ``count`` per pass (``None``: endless);
+    ``workers`` DataLoader processes making characters (0: in this process); ``pool_size`` > 0
+    re-poses and re-colours a pool of that many characters per worker instead of making new ones;
+    ``background``: ``"black"`` (colour stays premultiplied), ``"white"`` or ``"random"`` (a random
+    colour or vertical gradient per image); ``random_light`` a random key light per character;
+    ``rank``/``world_size`` shard the seeds across distributed processes; ``seed`` seeds the
+    augmentations.
+    """
+
+    batch_size: int = 8
+    resolution: int = 256
+    views: str = "eval"
+    random_views: int = 0
+    layers: tuple[str, ...] = LAYER_ORDER
+    maps: tuple[str, ...] = STREAM_MAPS
+    split: str = "train"
+    start: int = 0
+    count: int | None = None
+    workers: int = 0
+    pool_size: int = 0
+    background: str = "white"
+    random_light: bool = True
+    margin: float = 1.1
+    antialias: bool = True
+    device: str = "auto"
+    backend: str = "auto"
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.views not in ("eval", "gen"):
+            raise ValueError(f"views: expected 'eval' or 'gen', got {self.views!r}")
+        if self.background not in ("black", "white", "random"):
+            raise ValueError(f"background: expected black, white or random, got {self.background!r}")
+        if self.split not in ("train", "validation", "test"):
+            raise ValueError(f"split: expected train, validation or test, got {self.split!r}")
+        unknown = set(self.maps) - set(STREAM_MAPS)
+        if unknown:
+            raise ValueError(f"maps: unknown {sorted(unknown)}; choose from {STREAM_MAPS}")
+        unknown = set(self.layers) - set(LAYER_ORDER)
+        if unknown:
+            raise ValueError(f"layers: unknown {sorted(unknown)}; choose from {LAYER_ORDER}")
+        if self.batch_size < 1 or self.workers < 0 or self.pool_size < 0 or self.random_views < 0:
+            raise ValueError("batch_size must be >= 1; workers, pool_size and random_views >= 0")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} outside world_size {self.world_size}")
+
+
+def split_seed(split: str, index: int) -> int:
+    """The ``index``-th seed of a split (train seeds skip the held-out ranges)."""
+    from stdgen.data import splits
+
+    if split == "train":
+        return splits.train_seed(index)
+    r = splits.TEST if split == "test" else splits.VALIDATION
+    if not 0 <= index < len(r):
+        raise IndexError(f"the {split} split has {len(r)} seeds; index {index} is past its end")
+    return r[index]
+
+
+def hue_matrix(hue_deg: float, saturation: float = 1.0, value: float = 1.0) -> np.ndarray:
+    """(3, 3) linear RGB map: rotate the hue by ``hue_deg`` about the grey axis, scale the
+    saturation (distance from grey) and the value (brightness)."""
+    k = np.full(3, 1 / math.sqrt(3))
+    grey = np.outer(k, k)
+    a = math.radians(hue_deg)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rot = math.cos(a) * np.eye(3) + math.sin(a) * kx + (1 - math.cos(a)) * grey
+    return (value * (grey + saturation * rot @ (np.eye(3) - grey))).astype(np.float32)
+
+
+def random_recolor(rng: np.random.Generator) -> np.ndarray:
+    """(3, 3, 3) per-part colour maps for a re-coloured variant: the body (skin, eyes) kept, clothes
+    and hair get independent random hues, saturations and brightnesses."""
+    mats = np.stack([np.eye(3, dtype=np.float32)] * 3)
+    for part in (Part.CLOTHES, Part.HAIR):
+        mats[part] = hue_matrix(rng.uniform(0, 360), rng.uniform(0.7, 1.3), rng.uniform(0.8, 1.15))
+    return mats
+
+
+
+
+@dataclass
+class SourceItem:
+    """A made character, ready to render: its scene arrays, framing, and what it is."""
+
+    scene: Scene
+    framing: Framing
+    seed: int
+    variant: int
+    light_dir: tuple[float, float, float]
+    color_matrices: np.ndarray | None = None
+
+
+def _to_shared(item: SourceItem) -> SourceItem:
+    """In a DataLoader worker: the scene's arrays as tensors, which travel to the training process
+    through shared memory instead of being pickled through a pipe."""
+    sc = item.scene
+    for name in ("vertices", "normals", "colors", "faces", "face_labels", "face_texture", "corner_uvs", "topology"):
+        setattr(sc, name, torch.from_numpy(getattr(sc, name)))
+    sc.textures = [torch.from_numpy(t) for t in sc.textures]
+    return item
+
+
+def _from_shared(item: SourceItem) -> SourceItem:
+    sc = item.scene
+    for name in ("vertices", "normals", "colors", "faces", "face_labels", "face_texture", "corner_uvs", "topology"):
+        v = getattr(sc, name)
+        if isinstance(v, torch.Tensor):
+            setattr(sc, name, v.numpy())
+    sc.textures = [t.numpy() if isinstance(t, torch.Tensor) else t for t in sc.textures]
+    return item
+
+
+class CharacterSource(IterableDataset):
+    """Characters made on CPU (in DataLoader workers): yields :class:`SourceItem`.
+
+    Seeds are sharded over ``world_size`` ranks times the DataLoader's workers, so no two
+    workers make the same character. ``make(seed) -> Character`` (A-posed) defaults to the
+    procedural generator.
+    """
+
+    def __init__(self, config: StreamConfig, make=None):
+        super().__init__()
+        self.config = config
+        self.make = make
+
+    def _make(self, seed: int):
+        if self.make is not None:
+            return self.make(seed)
+        from stdgen.data.render_dataset import procedural_character
+
+        return procedural_character(seed)
+
+    def _shard(self) -> tuple[int, int]:
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        c = self.config
+        return c.rank * nw + wid, c.world_size * nw
+
+    def _item(self, character, seed: int, variant: int, rng: np.random.Generator | None,
+              topology: np.ndarray | None = None) -> SourceItem:
+        c = self.config
+        color = None
+        if rng is not None and character.skeleton is not None:
+            from stdgen.data.posing import augmented_a_pose
+
+            character = character.with_pose(augmented_a_pose(character.skeleton, rng))
+        if rng is not None:
+            color = random_recolor(rng)
+        light_seed = seed if variant == 0 else _derive_seed(seed, 1000 + variant)
+        scene = scene_from_character(character, topology=topology)
+        return SourceItem(scene, frame_character(character, c.margin, scene), seed, variant,
+                          light_direction(light_seed, c.random_light), color)
+
+    def __iter__(self):
+        c = self.config
+        shard, shards = self._shard()
+        if c.pool_size <= 0:
+            index = c.start + shard
+            while c.count is None or index < c.start + c.count:
+                seed = split_seed(c.split, index)
+                yield self._item(self._make(seed), seed, 0, None)
+                index += shards
+            return
+        # Pool mode: this worker's share of the pool, then endless (or count) random variants.
+        pool = []
+        for k in range(c.pool_size):
+            seed = split_seed(c.split, c.start + shard + k * shards)
+            character = self._make(seed)
+            # The antialiasing topology depends on the faces only: compute it once per pool member.
+            pool.append((seed, character, scene_from_character(character).topology))
+        rng = np.random.default_rng(_derive_seed(c.seed, _RNG_POOL * 1000 + shard))
+        total = None if c.count is None else len(range(shard, c.count, shards))
+        k = 0
+        while total is None or k < total:
+            variant = 1 + shard + k * shards  # unique across workers; 0 marks a fresh character
+            k += 1
+            seed, character, topology = pool[int(rng.integers(len(pool)))]
+            yield self._item(character, seed, variant, rng, topology)
+
+
+def stream_cameras(framing: Framing, config: StreamConfig, seed: int, variant: int):
+    """The cameras of one stream sample: the evaluation (or generation) views, then random views."""
+    from stdgen.render.camera import Cameras, evaluation_views, generation_views, random_views
+
+    make = evaluation_views if config.views == "eval" else generation_views
+    cams = [make(center=framing.center, half_size=framing.half_size)]
+    if config.random_views:
+        gen = torch.Generator().manual_seed(_derive_seed(seed, 2000 + variant))
+        cams.append(random_views(config.random_views, gen, center=framing.center, half_size=framing.half_size))
+    return Cameras.cat(cams) if len(cams) > 1 else cams[0]
+
+
+def backgrounds(images: int, res: int, generator: torch.Generator, device) -> torch.Tensor:
+    """(I, H, 1, 3) random backgrounds (broadcast along W): half plain colours, half vertical
+    two-colour gradients."""
+    a = torch.rand(images, 1, 1, 3, generator=generator).to(device)
+    b = torch.rand(images, 1, 1, 3, generator=generator).to(device)
+    plain = (torch.rand(images, generator=generator) < 0.5).to(device)
+    b = torch.where(plain[:, None, None, None], a, b)
+    t = torch.linspace(0, 1, res, device=device)[None, :, None, None]
+    return a * (1 - t) + b * t  # (I, H, 1, 3), broadcast along W
+
+
+class RenderStream(IterableDataset):
+    """Batches of multi-layer renders made on the fly (see the module docstring).
+
+    Each batch is a dict: ``rgb`` and ``lit`` (B, L, V, 3, H, W) float colour over the
+    background; ``alpha`` (B, L, V, 1, H, W) antialiased coverage; ``normal`` (B, L, V, 3, H, W)
+    unit world normals (0 off the coverage); ``depth`` (B, L, V, 1, H, W) camera-space metres (0
+    off); ``sem`` (B, L, V, H, W) uint8 ``Part`` values (255 background); ``world_to_cam`` and
+    ``proj`` (B, V, 4, 4); ``light_dir`` (B, 3); ``seed`` and ``variant`` (B,) int64 (variant 0: a
+    fresh character; pool variants are numbered from 1); ``layers``
+    the layer-set names of axis L; ``view_names`` the V view names. Only the requested maps are
+    present; all tensors are on the render device. A last partial batch is yielded too.
+    """
+
+    def __init__(self, config: StreamConfig, make=None):
+        super().__init__()
+        self.config = config
+        self.source = CharacterSource(config, make)
+
+    def _items(self):
+        c = self.config
+        if c.workers <= 0:
+            yield from self.source
+            return
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.source, batch_size=None, num_workers=c.workers, collate_fn=_to_shared,
+                            prefetch_factor=max(2, 2 * c.batch_size // c.workers + 1),
+                            multiprocessing_context="spawn", worker_init_fn=_worker_init)
+        for item in loader:
+            yield _from_shared(item)
+
+    def __iter__(self):
+        from stdgen.utils.device import resolve_device
+
+        c = self.config
+        dev = resolve_device(c.device)
+        gen = torch.Generator().manual_seed(_derive_seed(c.seed, _RNG_BATCH))
+        batch: list[SourceItem] = []
+        for item in self._items():
+            batch.append(item)
+            if len(batch) == c.batch_size:
+                yield self.render_batch(batch, dev, gen)
+                batch = []
+        if batch:
+            yield self.render_batch(batch, dev, gen)
+
+    @torch.no_grad()  # not inference_mode: a model in training could not save its tensors for backward
+    def render_batch(self, items: list[SourceItem], device, generator: torch.Generator) -> dict:
+        c = self.config
+        cams = [stream_cameras(it.framing, c, it.seed, it.variant) for it in items]
+        jobs = [RenderJob(it.scene, cam, tuple(c.layers), it.light_dir, it.color_matrices)
+                for it, cam in zip(items, cams)]
+        maps = tuple(c.maps) + ("alpha",)
+        out = render_jobs(jobs, c.resolution, device=device, backend=c.backend, antialiasing=c.antialias,
+                          maps=maps)
+        b, nl, nv, res = len(items), len(c.layers), len(cams[0]), c.resolution
+        images = b * nl * nv
+
+        def shaped(t: torch.Tensor) -> torch.Tensor:  # (I, H, W, C) -> (B, L, V, C, H, W)
+            return t.reshape(b, nl, nv, res, res, t.shape[-1]).permute(0, 1, 2, 5, 3, 4)
+
+        alpha = out["alpha"]
+        bg = None
+        if c.background == "white":
+            bg = torch.ones(1, 1, 1, 3, device=device)
+        elif c.background == "random":
+            # One background per (character, view), shared by its layer sets.
+            per_view = backgrounds(b * nv, res, generator, device).reshape(b, 1, nv, res, 1, 3)
+            bg = per_view.expand(b, nl, nv, res, 1, 3).reshape(images, res, 1, 3)
+        batch = {"alpha": shaped(alpha)}
+        for key in ("rgb", "lit"):
+            if key in c.maps:
+                col = out[key] if bg is None else out[key] + bg * (1 - alpha)
+                batch[key] = shaped(col)
+        for key in ("normal", "depth"):
+            if key in c.maps:
+                batch[key] = shaped(out[key])
+        if "sem" in c.maps:
+            batch["sem"] = out["sem"].reshape(b, nl, nv, res, res)
+        batch["world_to_cam"] = torch.stack([cam.world_to_cam for cam in cams]).to(device)
+        batch["proj"] = torch.stack([cam.proj for cam in cams]).to(device)
+        batch["light_dir"] = torch.tensor([it.light_dir for it in items], dtype=torch.float32, device=device)
+        batch["seed"] = torch.tensor([it.seed for it in items], dtype=torch.int64)
+        batch["variant"] = torch.tensor([it.variant for it in items], dtype=torch.int64)
+        batch["layers"] = tuple(c.layers)
+        batch["view_names"] = list(cams[0].names)
+        return batch
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Each worker makes whole characters; parallelism is across workers, not threads.
+    torch.set_num_threads(1)

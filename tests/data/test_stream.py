@@ -1,0 +1,173 @@
+"""The on-the-fly render stream: batch layout, agreement with the disk renderer, seeds and shards,
+pool variants, backgrounds."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from dataset_standin import standin_a_posed
+
+from stdgen.data import splits
+from stdgen.data.render_dataset import RenderConfig, render_character
+from stdgen.data.stream import (
+    CharacterSource,
+    RenderStream,
+    StreamConfig,
+    hue_matrix,
+    random_recolor,
+    split_seed,
+)
+from stdgen.semantics import BACKGROUND_LABEL, Part
+
+RES = 40
+
+
+def _stream(**kw):
+    base = dict(batch_size=2, resolution=RES, count=3, device="cpu", random_light=False)
+    base.update(kw)
+    return RenderStream(StreamConfig(**base), make=standin_a_posed)
+
+
+def test_batches_have_the_documented_layout():
+    batches = list(_stream(background="white", random_views=1))
+    assert [len(b["seed"]) for b in batches] == [2, 1]  # count 3 in batches of 2: the last is partial
+    b = batches[0]
+    assert b["layers"] == ("body", "body_clothes", "full")
+    assert len(b["view_names"]) == 9 and b["view_names"][-1] == "random_00"
+    for key, ch in (("rgb", 3), ("lit", 3), ("normal", 3), ("alpha", 1), ("depth", 1)):
+        assert b[key].shape == (2, 3, 9, ch, RES, RES) and b[key].dtype == torch.float32, key
+    assert b["sem"].shape == (2, 3, 9, RES, RES) and b["sem"].dtype == torch.uint8
+    assert b["world_to_cam"].shape == (2, 9, 4, 4) and b["proj"].shape == (2, 9, 4, 4)
+    assert b["seed"].tolist() == [0, 1] and b["variant"].tolist() == [0, 0]
+    # White background where nothing is drawn; colour in [0, 1].
+    empty = b["alpha"][:, :, :, 0] == 0
+    assert torch.all(b["rgb"].permute(0, 1, 2, 4, 5, 3)[empty] == 1)
+    assert b["rgb"].min() >= 0 and b["rgb"].max() <= 1
+    # Layer sets: the body set shows only body pixels.
+    assert set(torch.unique(b["sem"][:, 0]).tolist()) <= {int(Part.BODY), BACKGROUND_LABEL}
+
+
+def test_batches_can_feed_a_model_in_training():
+    b = next(iter(_stream(count=1, batch_size=1, maps=("rgb",))))
+    conv = torch.nn.Conv2d(3, 2, 3)
+    x = b["rgb"].flatten(0, 2)  # (B L V, 3, H, W)
+    conv(x).square().mean().backward()  # would fail on inference-mode tensors
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+def test_stream_renders_equal_the_disk_renders():
+    """The same character and views through the stream and through render_character agree."""
+    b = next(iter(_stream(background="black", count=1, batch_size=1)))
+    cfg = RenderConfig(resolution=RES, random_views=0, face_views=False, top_bottom=False, posed_views=0,
+                       device="cpu")
+    disk = render_character(standin_a_posed(0), cfg, seed=0)
+    assert b["view_names"] == [v["name"] for v in disk.views]
+    for li, layer in enumerate(b["layers"]):
+        d = disk.layers[layer]
+        np.testing.assert_array_equal(b["sem"][0, li].numpy(), d.sem)
+        np.testing.assert_allclose(np.round(b["alpha"][0, li, :, 0].numpy() * 255), d.rgb[..., 3], atol=1)
+        cov = d.coverage
+        np.testing.assert_allclose(b["depth"][0, li, :, 0].numpy()[cov], d.depth[cov], atol=1e-6)
+        n = b["normal"][0, li].permute(0, 2, 3, 1).numpy()
+        np.testing.assert_allclose(n[cov], d.normal[cov], atol=1e-6)
+    np.testing.assert_allclose(b["world_to_cam"][0].numpy(), np.array([v["world_to_cam"] for v in disk.views]),
+                               atol=1e-6)
+
+
+def test_seeds_come_from_the_split_and_shards_do_not_overlap():
+    assert split_seed("test", 0) == splits.TEST[0] and split_seed("validation", 5) == splits.VALIDATION[5]
+    assert split_seed("train", splits.VALIDATION.start) not in splits.VALIDATION
+    with pytest.raises(IndexError):
+        split_seed("test", len(splits.TEST))
+
+    class Probe(CharacterSource):  # records seeds without making characters
+        def _item(self, character, seed, variant, rng, topology=None):
+            return seed
+
+        def _make(self, seed):
+            return None
+
+    seen = []
+    for rank in range(3):
+        seen.append(list(Probe(StreamConfig(split="test", start=4, count=10, rank=rank, world_size=3))))
+    flat = sorted(s for part in seen for s in part)
+    assert flat == list(splits.TEST[4:14])
+    assert all(set(a).isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1 :])
+
+
+def test_pool_mode_makes_variants_of_a_fixed_pool():
+    made = []
+
+    def make(seed):
+        made.append(seed)
+        return standin_a_posed(seed)
+
+    s = RenderStream(StreamConfig(batch_size=3, resolution=RES, count=6, pool_size=2, device="cpu", maps=("rgb",)),
+                     make=make)
+    batches = list(s)
+    seeds = torch.cat([b["seed"] for b in batches]).tolist()
+    variants = torch.cat([b["variant"] for b in batches]).tolist()
+    assert sorted(made) == [0, 1]  # only the pool was generated
+    assert set(seeds) <= {0, 1} and variants == [1, 2, 3, 4, 5, 6]
+    # Variants differ (re-posed arms, new colours) even where the seed repeats.
+    rgb = torch.cat([b["rgb"][:, 2, 0] for b in batches])
+    i, j = [k for k, s_ in enumerate(seeds) if s_ == seeds[0]][:2]
+    assert (rgb[i] - rgb[j]).abs().sum() > 1.0
+
+
+def test_hue_matrix():
+    np.testing.assert_allclose(hue_matrix(0.0), np.eye(3), atol=1e-6)
+    # A third of a turn about the grey axis permutes the primaries: red -> green -> blue.
+    np.testing.assert_allclose(hue_matrix(120.0) @ np.array([1.0, 0, 0]), [0, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(hue_matrix(77.0) @ np.ones(3), np.ones(3), atol=1e-6)  # grey stays grey
+    np.testing.assert_allclose(hue_matrix(0.0, saturation=0.0) @ np.array([1.0, 0, 0]), np.full(3, 1 / 3), atol=1e-6)
+    np.testing.assert_allclose(hue_matrix(33.0, value=0.5) @ np.ones(3), np.full(3, 0.5), atol=1e-6)
+    m = random_recolor(np.random.default_rng(0))
+    np.testing.assert_array_equal(m[Part.BODY], np.eye(3))  # skin and eyes keep their colours
+    assert not np.allclose(m[Part.CLOTHES], np.eye(3)) and not np.allclose(m[Part.HAIR], m[Part.CLOTHES])
+    assert math.isclose(float(np.linalg.det(hue_matrix(50.0))), 1.0, rel_tol=1e-5)
+
+
+def test_random_backgrounds_are_shared_by_the_layer_sets_of_a_view():
+    b = next(iter(_stream(background="random", count=2, maps=("rgb",))))
+    empty = b["alpha"][..., 0, :, :] == 0  # (B, L, V, H, W)
+    corner = b["rgb"][..., :, 0, 0]  # (B, L, V, 3): the top-left pixel is background in these views
+    assert torch.all(empty[..., 0, 0])
+    torch.testing.assert_close(corner[:, 0], corner[:, 2])  # same background for body and full
+    assert not torch.allclose(corner[:, :, 0], corner[:, :, 1])  # another view, another background
+
+
+def test_bad_config_values_are_rejected():
+    for kw in ({"views": "all"}, {"background": "green"}, {"maps": ("rgb", "uv")}, {"layers": ("hair",)},
+               {"split": "dev"}, {"rank": 2, "world_size": 2}):
+        with pytest.raises(ValueError):
+            StreamConfig(**kw)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stream_on_cuda_matches_the_cpu():
+    """The stream renders the same batch on the GPU (Triton backend) as on the CPU."""
+    kw = dict(batch_size=2, count=2, background="black", random_views=1, resolution=64)
+    gpu = next(iter(_stream(device="cuda", **kw)))
+    cpu = next(iter(_stream(device="cpu", **kw)))
+    assert gpu["rgb"].is_cuda and gpu["sem"].is_cuda
+    same = (gpu["sem"].cpu() == cpu["sem"]).float().mean().item()
+    assert same > 0.999  # float rounding may flip a pixel centre lying exactly on an edge
+    for key in ("alpha", "rgb", "lit", "normal", "depth"):
+        diff = (gpu[key].cpu() - cpu[key]).abs()
+        assert diff.mean().item() < 1e-3, key
+    torch.testing.assert_close(gpu["world_to_cam"].cpu(), cpu["world_to_cam"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stream_with_workers_and_pool_on_cuda():
+    s = RenderStream(StreamConfig(batch_size=4, resolution=64, count=8, workers=2, pool_size=2, device="cuda"),
+                     make=standin_a_posed)
+    batches = list(s)
+    assert sum(len(b["seed"]) for b in batches) == 8
+    assert all(b["rgb"].is_cuda and b["rgb"].shape[1:] == (3, 8, 3, 64, 64) for b in batches)
+    variants = torch.cat([b["variant"] for b in batches]).tolist()
+    assert len(set(variants)) == 8 and 0 not in variants
