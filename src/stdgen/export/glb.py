@@ -1,15 +1,18 @@
 """GLB (binary glTF 2.0) in and out for layered characters.
 
 ``write_glb`` writes one scene whose root nodes are ``body``, ``clothes`` and ``hair`` (a part
-without geometry is an empty node, so the three names are always there), each with one mesh:
-textured (baseColorTexture, sRGB PNG) or vertex-coloured (COLOR_0, linear as glTF requires),
-with normals. Vertices are split along UV seams only in the file; ``read_glb`` welds nothing
-back, so a round trip keeps positions and triangles but may have more vertices.
+without geometry is an empty node, so the three names are always there), each with one mesh
+holding one primitive per piece (the body, each garment, each hair piece) with its own material:
+textured (baseColorTexture, sRGB PNG) or vertex-coloured (COLOR_0, linear as glTF requires), with
+normals. Vertices are split along UV seams only in the file; ``read_glb`` welds nothing back, so
+a round trip keeps positions and triangles but may have more vertices.
 
 ``skinned=True`` (a :class:`~stdgen.data.character.Character` with a skeleton) writes the rest
 meshes with a skin over joint nodes named after the skeleton's bones (world-aligned rest
 frames, inverse bind matrices = translate(-rest joint)), and the character's pose as the joints'
-rotations, so viewers show the posed character and tools can re-pose it.
+rotations, so viewers show the posed character and tools can re-pose it;
+:func:`read_character_glb` reads such a file back as a Character (rest meshes, skeleton, weights,
+pose). :mod:`stdgen.export.vrm` builds VRM files on the same scene builder.
 
 ``read_glb`` returns ``{node name: Mesh}`` for the named nodes, each merging the meshes of the
 node and its descendants in world coordinates (skinned meshes are skinned with the joints'
@@ -20,9 +23,8 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,8 +34,8 @@ from stdgen.semantics import PARTS, Part
 
 PART_NODES: tuple[str, ...] = tuple(p.key for p in PARTS)
 
-_COMPONENT = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
-_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_DTYPE_COMPONENT = {np.dtype(np.int8): 5120, np.dtype(np.uint8): 5121, np.dtype(np.int16): 5122,
+                    np.dtype(np.uint16): 5123, np.dtype(np.uint32): 5125, np.dtype(np.float32): 5126}
 
 
 # -- colour spaces -----------------------------------------------------------------------------------
@@ -47,21 +49,29 @@ def linear_to_srgb(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
-# -- writing ---------------------------------------------------------------------------------------
-class _Builder:
-    """Accumulates the binary buffer, buffer views and accessors of one GLB."""
+# -- the builder -------------------------------------------------------------------------------------
+class GlbBuilder:
+    """Accumulates the binary buffer, buffer views, accessors, images and materials of one GLB."""
 
-    def __init__(self) -> None:
+    def __init__(self, generator: str = "stdgen") -> None:
         import pygltflib as g
 
-        self.g = g
-        self.gltf = g.GLTF2(asset=g.Asset(generator="stdgen", version="2.0"))
-        self.blob = bytearray()
+        from stdgen import __version__
 
-    def view(self, data: bytes, target: int | None = None) -> int:
+        self.g = g
+        self.gltf = g.GLTF2(asset=g.Asset(generator=f"{generator} {__version__}", version="2.0"))
+        self.blob = bytearray()
+        self._textures: dict[int, tuple[int, np.ndarray]] = {}  # id(array) -> (texture index, array)
+
+    def use_extension(self, name: str) -> None:
+        if name not in self.gltf.extensionsUsed:
+            self.gltf.extensionsUsed.append(name)
+
+    def view(self, data: bytes, target: int | None = None, stride: int | None = None) -> int:
         while len(self.blob) % 4:
             self.blob.append(0)
-        bv = self.g.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data), target=target)
+        bv = self.g.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data), target=target,
+                               byteStride=stride)
         self.blob.extend(data)
         self.gltf.bufferViews.append(bv)
         return len(self.gltf.bufferViews) - 1
@@ -69,7 +79,7 @@ class _Builder:
     def accessor(self, array: np.ndarray, kind: str, *, target: int | None = None, minmax: bool = False,
                  normalized: bool = False) -> int:
         array = np.ascontiguousarray(array)
-        ctype = {np.dtype(v): k for k, v in _COMPONENT.items()}[array.dtype]
+        ctype = _DTYPE_COMPONENT[array.dtype]
         bv = self.view(array.tobytes(), target)
         acc = self.g.Accessor(bufferView=bv, componentType=ctype, count=int(array.shape[0]), type=kind,
                               normalized=normalized or None)
@@ -81,10 +91,14 @@ class _Builder:
         return len(self.gltf.accessors) - 1
 
     def png_texture(self, image: np.ndarray) -> int:
+        """A texture (sampler: linear, clamp) for ``image`` (H, W, 3|4) uint8; the same array object
+        is stored once."""
+        if id(image) in self._textures:
+            return self._textures[id(image)][0]
         from PIL import Image
 
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="PNG")
+        Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
         bv = self.view(buf.getvalue())
         g = self.g
         self.gltf.images.append(g.Image(bufferView=bv, mimeType="image/png"))
@@ -92,7 +106,9 @@ class _Builder:
             self.gltf.samplers.append(g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR,
                                                 wrapS=g.CLAMP_TO_EDGE, wrapT=g.CLAMP_TO_EDGE))
         self.gltf.textures.append(g.Texture(source=len(self.gltf.images) - 1, sampler=0))
-        return len(self.gltf.textures) - 1
+        # Keep the array alive with its index, so its id cannot be reused by another array.
+        self._textures[id(image)] = (len(self.gltf.textures) - 1, image)
+        return self._textures[id(image)][0]
 
     def finish(self) -> bytes:
         while len(self.blob) % 4:
@@ -106,120 +122,267 @@ def split_seams(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """glTF needs one UV per vertex: return (vertex index per new vertex (M,), new faces (F, 3),
     uvs per new vertex (M, 2) or None), splitting vertices only where UVs differ."""
     if mesh.uvs is None or mesh.uv_faces is None:
-        uvs = mesh.uvs
-        return np.arange(mesh.num_vertices), mesh.faces, uvs
+        return np.arange(mesh.num_vertices), mesh.faces, mesh.uvs
     pairs = np.stack([mesh.faces.reshape(-1), mesh.uv_faces.reshape(-1)], 1)
     uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
     return uniq[:, 0], inverse.reshape(-1, 3).astype(np.int32), mesh.uvs[uniq[:, 1]]
 
 
-def _add_mesh(b: _Builder, mesh: Mesh, name: str, material_name: str, skin_joint_map: np.ndarray | None) -> int:
+def normalized_weights(joints: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) influences -> (N, 4) uint16 joints and float32 weights as glTF wants them: the four
+    largest, renormalised so the float32 sum is 1 to rounding, unused slots joint 0 weight 0."""
+    joints = np.asarray(joints, np.int64)
+    weights = np.clip(np.asarray(weights, np.float64), 0, None)
+    k = joints.shape[1]
+    if k < 4:
+        joints = np.pad(joints, ((0, 0), (0, 4 - k)))
+        weights = np.pad(weights, ((0, 0), (0, 4 - k)))
+    order = np.argsort(-weights, axis=1, kind="stable")[:, :4]
+    joints = np.take_along_axis(joints, order, 1)
+    weights = np.take_along_axis(weights, order, 1)
+    # Equal joints in one vertex add up (the validator rejects duplicates with weight).
+    for a in range(4):
+        for b in range(a + 1, 4):
+            same = (joints[:, a] == joints[:, b]) & (weights[:, b] > 0)
+            weights[same, a] += weights[same, b]
+            weights[same, b] = 0
+    total = weights.sum(1, keepdims=True)
+    empty = total[:, 0] <= 0
+    weights = np.where(empty[:, None], np.array([1.0, 0, 0, 0]), weights / np.maximum(total, 1e-30))
+    joints = np.where(weights > 0, joints, 0)
+    w32 = weights.astype(np.float32)
+    # Put the float32 rounding error on the largest weight so the stored sum is 1.
+    top = np.argmax(w32, axis=1)
+    rows = np.arange(len(w32))
+    w32[rows, top] += (1.0 - w32.astype(np.float64).sum(1)).astype(np.float32)
+    return joints.astype(np.uint16), w32
+
+
+# -- the scene ---------------------------------------------------------------------------------------
+@dataclass
+class SceneSpec:
+    """What goes into a character GLB / VRM scene.
+
+    ``parts`` {part key: [Mesh, ...]} (one primitive per mesh); ``material_names`` the same shape
+    (None: ``"Body"``, ``"Clothes_1"``...); ``skeleton`` and ``pose`` (None: no skin / rest);
+    ``material`` ``"pbr"`` (metallic 0, roughness 1), ``"unlit"`` (KHR_materials_unlit) or
+    ``"mtoon"`` (VRMC_materials_mtoon 1.0); ``rotation`` (3, 3) applied to every position, normal
+    and joint (VRM 0.x turns the character to face -Z).
+    """
+
+    parts: dict[str, list[Mesh]]
+    material_names: dict[str, list[str]] | None = None
+    skeleton: object | None = None
+    pose: object | None = None
+    material: str = "pbr"
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+
+@dataclass
+class BuiltScene:
+    """Node indices of what :func:`build_scene` made: ``joints[j]`` the node of skeleton bone j,
+    ``parts`` {part key: node}, ``materials`` {part key: [material index per mesh]}."""
+
+    joints: list[int]
+    parts: dict[str, int]
+    materials: dict[str, list[int]]
+
+
+def _material(b: GlbBuilder, mesh: Mesh, name: str, style: str, textured: bool) -> int:
+    g = b.g
+    from stdgen.export.bake import uniform_color
+
+    pbr = g.PbrMetallicRoughness(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=1.0)
+    one_color = None if textured else uniform_color(mesh)
+    if one_color is not None:  # one colour: the material's, not per vertex (every viewer shows it)
+        pbr.baseColorFactor = [float(x) for x in srgb_to_linear(one_color)] + [1.0]
+    tex_index = None
+    if textured:
+        tex_index = b.png_texture(mesh.texture)
+        pbr.baseColorTexture = g.TextureInfo(index=tex_index)
+    mat = g.Material(name=name, pbrMetallicRoughness=pbr, doubleSided=False)
+    if textured and mesh.texture.shape[2] == 4 and int(mesh.texture[..., 3].min()) < 255:
+        mat.alphaMode, mat.alphaCutoff = "MASK", 0.5
+    if style == "unlit":
+        mat.extensions = {"KHR_materials_unlit": {}}
+        b.use_extension("KHR_materials_unlit")
+    elif style == "mtoon":
+        # MToon 1.0: the lit colour is glTF's base colour; the shade colour a darker tint of it
+        # (the same texture), giving the two-tone anime look. No outline, no rim, no matcap.
+        mtoon = {"specVersion": "1.0", "transparentWithZWrite": False, "renderQueueOffsetNumber": 0,
+                 "shadeColorFactor": [0.78, 0.72, 0.80], "shadingShiftFactor": -0.05, "shadingToonyFactor": 0.9,
+                 "giEqualizationFactor": 0.9, "matcapFactor": [0.0, 0.0, 0.0],
+                 "parametricRimColorFactor": [0.0, 0.0, 0.0], "rimLightingMixFactor": 1.0,
+                 "outlineWidthMode": "none", "outlineWidthFactor": 0.0, "outlineColorFactor": [0.0, 0.0, 0.0],
+                 "outlineLightingMixFactor": 1.0}
+        if tex_index is not None:
+            mtoon["shadeMultiplyTexture"] = {"index": tex_index}
+        else:  # no texture to multiply: the shade is the tinted base colour itself
+            base = np.asarray(pbr.baseColorFactor[:3])
+            mtoon["shadeColorFactor"] = [float(x) for x in base * np.asarray(mtoon["shadeColorFactor"])]
+        mat.extensions = {"VRMC_materials_mtoon": mtoon}
+        b.use_extension("VRMC_materials_mtoon")
+    elif style != "pbr":
+        raise ValueError(f"material style must be pbr, unlit or mtoon, got {style!r}")
+    b.gltf.materials.append(mat)
+    return len(b.gltf.materials) - 1
+
+
+def _primitive(b: GlbBuilder, mesh: Mesh, material: int, rotation: np.ndarray, skinned: bool):
+    from stdgen.export.bake import uniform_color
+
     g = b.g
     src, faces, uvs = split_seams(mesh)
-    normals = mesh.vertex_normals()[src]
+    textured = mesh.texture is not None and mesh.uvs is not None
+    positions = (mesh.vertices[src].astype(np.float64) @ rotation.T).astype(np.float32)
+    normals = mesh.vertex_normals()[src].astype(np.float64) @ rotation.T
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.where(length > 1e-6, normals / np.maximum(length, 1e-12), [0.0, 1.0, 0.0]).astype(np.float32)
     attrs = g.Attributes(
-        POSITION=b.accessor(mesh.vertices[src].astype(np.float32), "VEC3", target=g.ARRAY_BUFFER, minmax=True),
-        NORMAL=b.accessor(normals.astype(np.float32), "VEC3", target=g.ARRAY_BUFFER),
+        POSITION=b.accessor(positions, "VEC3", target=g.ARRAY_BUFFER, minmax=True),
+        NORMAL=b.accessor(normals, "VEC3", target=g.ARRAY_BUFFER),
     )
-    pbr = g.PbrMetallicRoughness(metallicFactor=0.0, roughnessFactor=1.0)
-    if mesh.texture is not None and uvs is not None:
+    if textured:
         attrs.TEXCOORD_0 = b.accessor(uvs.astype(np.float32), "VEC2", target=g.ARRAY_BUFFER)
-        pbr.baseColorTexture = g.TextureInfo(index=b.png_texture(mesh.texture))
-    elif mesh.colors is not None:
+    elif mesh.colors is not None and uniform_color(mesh) is None:
         attrs.COLOR_0 = b.accessor(srgb_to_linear(mesh.colors[src]), "VEC3", target=g.ARRAY_BUFFER)
-    if skin_joint_map is not None and mesh.skin_joints is not None:
-        joints = skin_joint_map[mesh.skin_joints[src]]
-        weights = mesh.skin_weights[src].astype(np.float32)
-        k = joints.shape[1]
-        if k < 4:  # glTF wants sets of four
-            joints = np.pad(joints, ((0, 0), (0, 4 - k)))
-            weights = np.pad(weights, ((0, 0), (0, 4 - k)))
-        attrs.JOINTS_0 = b.accessor(joints[:, :4].astype(np.uint16), "VEC4", target=g.ARRAY_BUFFER)
-        attrs.WEIGHTS_0 = b.accessor(weights[:, :4], "VEC4", target=g.ARRAY_BUFFER)
-    b.gltf.materials.append(g.Material(name=material_name, pbrMetallicRoughness=pbr, doubleSided=False))
-    indices = b.accessor(faces.reshape(-1).astype(np.uint32), "SCALAR", target=g.ELEMENT_ARRAY_BUFFER)
-    prim = g.Primitive(attributes=attrs, indices=indices, material=len(b.gltf.materials) - 1, mode=g.TRIANGLES)
-    b.gltf.meshes.append(g.Mesh(name=name, primitives=[prim]))
-    return len(b.gltf.meshes) - 1
+    if skinned:
+        if mesh.skin_joints is None:
+            raise ValueError(f"mesh {mesh.name!r} has no skin weights; a skinned export needs them on every piece")
+        joints, weights = normalized_weights(mesh.skin_joints[src], mesh.skin_weights[src])
+        attrs.JOINTS_0 = b.accessor(joints, "VEC4", target=g.ARRAY_BUFFER)
+        attrs.WEIGHTS_0 = b.accessor(weights, "VEC4", target=g.ARRAY_BUFFER)
+    index_type = np.uint16 if len(src) < 65535 else np.uint32
+    indices = b.accessor(faces.reshape(-1).astype(index_type), "SCALAR", target=g.ELEMENT_ARRAY_BUFFER)
+    return g.Primitive(attributes=attrs, indices=indices, material=material, mode=g.TRIANGLES)
 
 
 def _rotation_to_quaternion(m: np.ndarray) -> list[float]:
-    """3x3 rotation -> glTF quaternion [x, y, z, w]."""
+    """3x3 rotation -> glTF quaternion [x, y, z, w] (unit, w >= 0)."""
     from scipy.spatial.transform import Rotation
 
     q = Rotation.from_matrix(np.asarray(m, np.float64)).as_quat()
+    if q[3] < 0:
+        q = -q
     return [float(x) for x in q]
+
+
+def build_scene(b: GlbBuilder, spec: SceneSpec) -> BuiltScene:
+    """Add the joint hierarchy (if any), the part nodes and their meshes to ``b``'s glTF and make
+    them the default scene."""
+    g = b.g
+    rot = np.asarray(spec.rotation, np.float64)
+    roots: list[int] = []
+    joint_nodes: list[int] = []
+    skin_index = None
+    skel = spec.skeleton
+    if skel is not None:
+        first = len(b.gltf.nodes)
+        rest = skel.joints.astype(np.float64) @ rot.T
+        pose = spec.pose
+        for j, name in enumerate(skel.names):
+            p = int(skel.parents[j])
+            t = rest[j] - (rest[p] if p >= 0 else 0.0)
+            node = g.Node(name=name, translation=[float(x) for x in t])
+            if pose is not None:
+                local = rot @ pose.rotations[j].astype(np.float64) @ rot.T
+                if not np.allclose(local, np.eye(3), atol=1e-7):
+                    node.rotation = _rotation_to_quaternion(local)
+                if p < 0 and np.any(pose.translation != 0):
+                    node.translation = [float(x) for x in t + rot @ pose.translation.astype(np.float64)]
+            b.gltf.nodes.append(node)
+            joint_nodes.append(first + j)
+        for j, p in enumerate(skel.parents):
+            if p >= 0:
+                parent = b.gltf.nodes[first + int(p)]
+                parent.children = (parent.children or []) + [first + j]
+        ibm = np.tile(np.eye(4, dtype=np.float32), (len(skel), 1, 1))
+        ibm[:, :3, 3] = -rest
+        ibm_acc = b.accessor(ibm.transpose(0, 2, 1).reshape(len(skel), 16).astype(np.float32), "MAT4")
+        b.gltf.skins.append(g.Skin(name="skeleton", joints=joint_nodes, inverseBindMatrices=ibm_acc,
+                                   skeleton=first))
+        skin_index = len(b.gltf.skins) - 1
+        roots.extend(first + j for j in range(len(skel)) if skel.parents[j] < 0)
+    part_nodes: dict[str, int] = {}
+    materials: dict[str, list[int]] = {}
+    for key in PART_NODES:
+        meshes = [m for m in spec.parts.get(key, []) if m is not None and not m.is_empty]
+        node = g.Node(name=key)
+        materials[key] = []
+        if meshes:
+            names = (spec.material_names or {}).get(key) or _default_material_names(key, len(meshes))
+            prims = []
+            for m, mname in zip(meshes, names):
+                textured = m.texture is not None and m.uvs is not None
+                mi = _material(b, m, mname, spec.material, textured)
+                materials[key].append(mi)
+                prims.append(_primitive(b, m, mi, rot, skin_index is not None))
+            b.gltf.meshes.append(g.Mesh(name=key.capitalize(), primitives=prims))
+            node.mesh = len(b.gltf.meshes) - 1
+            if skin_index is not None:
+                node.skin = skin_index
+        b.gltf.nodes.append(node)
+        part_nodes[key] = len(b.gltf.nodes) - 1
+        roots.append(part_nodes[key])
+    b.gltf.scenes = [g.Scene(name="character", nodes=roots)]
+    b.gltf.scene = 0
+    return BuiltScene(joint_nodes, part_nodes, materials)
+
+
+def _default_material_names(key: str, n: int) -> list[str]:
+    base = key.capitalize()
+    return [base] if n == 1 else [f"{base}_{i + 1}" for i in range(n)]
+
+
+def posed_pieces(character, part: Part) -> list[Mesh]:
+    """The pieces of one part in the character's pose (each piece its own mesh)."""
+    from stdgen.data.character import skin_vertices
+
+    out = []
+    for m in character.rest_meshes(part):
+        pose = character.pose
+        if pose is None or character.skeleton is None or pose.is_identity():
+            out.append(m)
+        elif m.skin_joints is None:
+            raise ValueError(f"mesh {m.name!r} has no skin weights, so it cannot be posed")
+        else:
+            v = skin_vertices(m.vertices, m.skin_joints, m.skin_weights, character.skeleton, pose)
+            out.append(m.replace(vertices=v, normals=None))
+    return out
+
+
+def scene_spec(parts, *, skinned: bool = False) -> SceneSpec:
+    """The :class:`SceneSpec` of ``write_glb``'s arguments."""
+    from stdgen.data.character import Character
+
+    if isinstance(parts, Character):
+        if skinned:
+            if parts.skeleton is None:
+                raise ValueError("skinned=True needs a character with a skeleton")
+            return SceneSpec({p.key: list(parts.rest_meshes(p)) for p in PARTS}, skeleton=parts.skeleton,
+                             pose=parts.pose)
+        return SceneSpec({p.key: posed_pieces(parts, p) for p in PARTS})
+    if skinned:
+        raise ValueError("skinned=True needs a Character (with its skeleton), not a dict of meshes")
+    out: dict[str, list[Mesh]] = {}
+    for key, m in parts.items():
+        out.setdefault(Part.parse(key).key, []).extend(m if isinstance(m, list | tuple) else [m])
+    return SceneSpec(out)
 
 
 def glb_bytes(parts, *, skinned: bool = False) -> bytes:
     """The bytes of the GLB that :func:`write_glb` writes."""
-    from stdgen.data.character import Character
-
-    character = parts if isinstance(parts, Character) else None
-    if character is not None:
-        use_rest = skinned and character.skeleton is not None
-        meshes = {p.key: (merge_meshes(character.rest_meshes(p), label=p, name=p.key) if use_rest
-                          else character.part(p)) for p in PARTS}
-    else:
-        if skinned:
-            raise ValueError("skinned=True needs a Character (with its skeleton), not a dict of meshes")
-        meshes = {}
-        for key, m in parts.items():
-            name = Part.parse(key).key
-            meshes[name] = m
-    b = _Builder()
-    g = b.g
-    root_nodes: list[int] = []
-    skin_index = None
-    joint_map = None
-    if skinned:
-        skel = character.skeleton
-        if skel is None:
-            raise ValueError("skinned=True needs a character with a skeleton")
-        pose = character.pose
-        first_joint = len(b.gltf.nodes)
-        for j, name in enumerate(skel.names):
-            p = skel.parents[j]
-            t = skel.joints[j] - (skel.joints[p] if p >= 0 else 0)
-            node = g.Node(name=name, translation=[float(x) for x in t])
-            if pose is not None:
-                rot = pose.rotations[j]
-                if not np.allclose(rot, np.eye(3), atol=1e-7):
-                    node.rotation = _rotation_to_quaternion(rot)
-                if p < 0 and np.any(pose.translation != 0):
-                    node.translation = [float(x) for x in t + pose.translation]
-            b.gltf.nodes.append(node)
-        for j, p in enumerate(skel.parents):
-            if p >= 0:
-                parent = b.gltf.nodes[first_joint + p]
-                parent.children = (parent.children or []) + [first_joint + j]
-        ibm = np.tile(np.eye(4, dtype=np.float32), (len(skel), 1, 1))
-        ibm[:, :3, 3] = -skel.joints
-        ibm_acc = b.accessor(ibm.transpose(0, 2, 1).reshape(len(skel), 16), "MAT4")  # column-major
-        b.gltf.skins.append(g.Skin(name="skeleton", joints=list(range(first_joint, first_joint + len(skel))),
-                                   inverseBindMatrices=ibm_acc, skeleton=first_joint))
-        skin_index = 0
-        joint_map = np.arange(len(skel), dtype=np.int64)
-        root_nodes.append(first_joint)
-    for key in PART_NODES:
-        mesh = meshes.get(key)
-        node = g.Node(name=key)
-        if mesh is not None and not mesh.is_empty:
-            node.mesh = _add_mesh(b, mesh, key, key.capitalize(), joint_map)
-            if skin_index is not None and mesh.skin_joints is not None:
-                node.skin = skin_index
-        b.gltf.nodes.append(node)
-        root_nodes.append(len(b.gltf.nodes) - 1)
-    b.gltf.scenes = [g.Scene(name="character", nodes=root_nodes)]
-    b.gltf.scene = 0
+    b = GlbBuilder()
+    build_scene(b, scene_spec(parts, skinned=skinned))
     return b.finish()
 
 
 def write_glb(parts: Mapping[str, Mesh] | object, path: str | os.PathLike, *, skinned: bool = False) -> None:
     """Write a layered character as GLB (atomically).
 
-    ``parts``: a :class:`~stdgen.data.character.Character` (its posed parts are written, or with
-    ``skinned=True`` its rest parts, skin and pose) or a mapping ``{"body" | Part.BODY: Mesh, ...}``.
+    ``parts``: a :class:`~stdgen.data.character.Character` (its posed pieces are written, or with
+    ``skinned=True`` its rest pieces, skin and pose) or a mapping ``{"body" | Part.BODY: Mesh or
+    [Mesh, ...], ...}``.
     """
     from stdgen.utils.io import atomic_write
 
@@ -229,209 +392,158 @@ def write_glb(parts: Mapping[str, Mesh] | object, path: str | os.PathLike, *, sk
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def load_gltf(path: str | os.PathLike):
-    """Parse a GLB/VRM file with pygltflib; return (gltf, binary blob). Raises InputError."""
-    import pygltflib as g
+def _plain_document(path, data=None):
+    from stdgen.data.vrm.gltf import load_glb
+    from stdgen.data.vrm.importer import VrmDocument
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if len(raw) < 20:
-        raise InputError(f"{path}: too short to be a GLB file ({len(raw)} bytes)")
-    magic, version, length = struct.unpack_from("<4sII", raw, 0)
-    if magic != b"glTF":
-        raise InputError(f"{path}: not a GLB file (magic {magic!r}, expected b'glTF')")
-    if version != 2:
-        raise InputError(f"{path}: glTF container version {version}, only 2 is supported")
-    if length > len(raw):
-        raise InputError(f"{path}: truncated (header says {length} bytes, file has {len(raw)})")
-    json_len, json_type = struct.unpack_from("<II", raw, 12)
-    if json_type != 0x4E4F534A:
-        raise InputError(f"{path}: first chunk is not JSON")
-    if 20 + json_len > length:
-        raise InputError(f"{path}: JSON chunk length {json_len} runs past the end of the file")
+    return VrmDocument(load_glb(path, data), "glTF", {}, {})
+
+
+def _named_ancestor(ni: int, parents: np.ndarray, wanted: dict[int, str]) -> str | None:
+    j = ni
+    while j >= 0:
+        if j in wanted:
+            return wanted[j]
+        j = int(parents[j])
+    return None
+
+
+def _guard(path, fn):
+    from stdgen.data.vrm.gltf import MALFORMED_ERRORS
+
     try:
-        gltf = g.GLTF2().load_from_bytes(raw)
-    except Exception as exc:  # pygltflib raises many kinds on bad input
+        return fn()
+    except InputError:
+        raise
+    except MALFORMED_ERRORS as exc:
         raise InputError(f"{path}: malformed glTF ({type(exc).__name__}: {exc})") from None
-    blob = gltf.binary_blob() or b""
-    return gltf, blob
-
-
-def read_accessor(gltf, blob: bytes, index: int, path: str | os.PathLike = "<glb>") -> np.ndarray:
-    """An accessor as a numpy array (count, width) (float for normalised integers), bounds-checked."""
-    try:
-        acc = gltf.accessors[index]
-    except (IndexError, TypeError):
-        raise InputError(f"{path}: accessor {index} does not exist") from None
-    if acc.componentType not in _COMPONENT or acc.type not in _WIDTH:
-        raise InputError(f"{path}: accessor {index} has unsupported type {acc.type}/{acc.componentType}")
-    dtype = np.dtype(_COMPONENT[acc.componentType])
-    width = _WIDTH[acc.type]
-    count = int(acc.count)
-    if acc.sparse is not None:
-        raise InputError(f"{path}: accessor {index} is sparse, which this reader does not support")
-    if acc.bufferView is None:
-        return np.zeros((count, width), dtype)
-    try:
-        bv = gltf.bufferViews[acc.bufferView]
-    except (IndexError, TypeError):
-        raise InputError(f"{path}: accessor {index} refers to missing bufferView {acc.bufferView}") from None
-    if bv.buffer != 0:
-        raise InputError(f"{path}: bufferView {acc.bufferView} uses external buffer {bv.buffer}")
-    start = (bv.byteOffset or 0) + (acc.byteOffset or 0)
-    elem = dtype.itemsize * width
-    stride = bv.byteStride or elem
-    need = start + (stride * (count - 1) + elem if count else 0)
-    if need > (bv.byteOffset or 0) + bv.byteLength or need > len(blob):
-        raise InputError(f"{path}: accessor {index} reads past the end of its buffer")
-    if stride == elem:
-        arr = np.frombuffer(blob, dtype, count * width, start).reshape(count, width)
-    else:
-        raw = np.frombuffer(blob, np.uint8, need - start, start)
-        rows = np.lib.stride_tricks.as_strided(raw, shape=(count, elem), strides=(stride, 1))
-        arr = np.ascontiguousarray(rows).view(dtype).reshape(count, width)
-    arr = np.array(arr)
-    if acc.normalized and dtype.kind in "iu":
-        arr = arr.astype(np.float32) / np.iinfo(dtype).max
-    return arr
-
-
-def _node_matrix(node) -> np.ndarray:
-    if node.matrix is not None and len(node.matrix) == 16:
-        return np.asarray(node.matrix, np.float64).reshape(4, 4).T  # column-major in glTF
-    from scipy.spatial.transform import Rotation
-
-    m = np.eye(4)
-    if node.scale is not None:
-        m = np.diag([*node.scale, 1.0]) @ m
-    if node.rotation is not None:
-        r = np.eye(4)
-        r[:3, :3] = Rotation.from_quat(np.asarray(node.rotation, np.float64)).as_matrix()
-        m = r @ m
-    if node.translation is not None:
-        t = np.eye(4)
-        t[:3, 3] = node.translation
-        m = t @ m
-    return m
-
-
-def _world_matrices(gltf, path) -> dict[int, np.ndarray]:
-    world: dict[int, np.ndarray] = {}
-    scene = gltf.scenes[gltf.scene or 0] if gltf.scenes else None
-    roots = scene.nodes if scene is not None else list(range(len(gltf.nodes)))
-    stack = [(r, np.eye(4)) for r in roots]
-    while stack:
-        i, parent = stack.pop()
-        if i in world:
-            raise InputError(f"{path}: node {i} appears twice in the scene graph")
-        try:
-            node = gltf.nodes[i]
-        except (IndexError, TypeError):
-            raise InputError(f"{path}: scene refers to missing node {i}") from None
-        world[i] = parent @ _node_matrix(node)
-        stack.extend((c, world[i]) for c in (node.children or []))
-    return world
-
-
-def _read_image(gltf, blob, texture_index, path) -> np.ndarray | None:
-    from PIL import Image
-
-    try:
-        tex = gltf.textures[texture_index]
-        img = gltf.images[tex.source]
-    except (IndexError, TypeError):
-        raise InputError(f"{path}: texture {texture_index} refers to a missing image") from None
-    if img.bufferView is None:
-        raise InputError(f"{path}: image {tex.source} is not embedded (external images are not read)")
-    bv = gltf.bufferViews[img.bufferView]
-    data = blob[(bv.byteOffset or 0):(bv.byteOffset or 0) + bv.byteLength]
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB"))
-    except OSError as exc:
-        raise InputError(f"{path}: image {tex.source} cannot be decoded ({exc})") from None
-
-
-def _primitive_mesh(gltf, blob, prim, world: np.ndarray, joint_world: np.ndarray | None, path) -> Mesh:
-    attrs = prim.attributes
-    if attrs.POSITION is None:
-        raise InputError(f"{path}: a primitive has no POSITION")
-    if prim.mode not in (None, 4):
-        raise InputError(f"{path}: primitive mode {prim.mode} is not triangles")
-    v = read_accessor(gltf, blob, attrs.POSITION, path).astype(np.float64)
-    n = len(v)
-    if prim.indices is not None:
-        faces = read_accessor(gltf, blob, prim.indices, path).reshape(-1)
-    else:
-        faces = np.arange(n)
-    if len(faces) % 3:
-        raise InputError(f"{path}: index count {len(faces)} is not a multiple of 3")
-    faces = faces.reshape(-1, 3).astype(np.int64)
-    if len(faces) and (faces.max() >= n):
-        raise InputError(f"{path}: indices point past the {n} vertices")
-    if joint_world is not None and attrs.JOINTS_0 is not None and attrs.WEIGHTS_0 is not None:
-        j = read_accessor(gltf, blob, attrs.JOINTS_0, path).astype(np.int64)
-        w = read_accessor(gltf, blob, attrs.WEIGHTS_0, path).astype(np.float64)
-        if len(j) != n or len(w) != n or j.max(initial=0) >= len(joint_world):
-            raise InputError(f"{path}: skin attributes do not match the vertices or the skin's joints")
-        vh = np.concatenate([v, np.ones((n, 1))], 1)
-        out = np.zeros((n, 3))
-        for k in range(j.shape[1]):
-            out += w[:, k:k + 1] * np.einsum("nab,nb->na", joint_world[j[:, k]], vh)[:, :3]
-        v = out
-    else:
-        v = v @ world[:3, :3].T + world[:3, 3]
-    colors = uvs = texture = None
-    material = gltf.materials[prim.material] if prim.material is not None and gltf.materials else None
-    pbr = material.pbrMetallicRoughness if material is not None else None
-    if pbr is not None and pbr.baseColorTexture is not None and attrs.TEXCOORD_0 is not None:
-        texture = _read_image(gltf, blob, pbr.baseColorTexture.index, path)
-        uvs = read_accessor(gltf, blob, attrs.TEXCOORD_0, path).astype(np.float32)
-    elif attrs.COLOR_0 is not None:
-        colors = linear_to_srgb(read_accessor(gltf, blob, attrs.COLOR_0, path)[:, :3])
-    elif pbr is not None and pbr.baseColorFactor is not None:
-        colors = np.tile(linear_to_srgb(np.asarray(pbr.baseColorFactor[:3])), (n, 1))
-    if np.linalg.det(world[:3, :3]) < 0:
-        faces = faces[:, ::-1]
-    return Mesh(v.astype(np.float32), faces, colors=colors, uvs=uvs, texture=texture)
 
 
 def read_glb(path: str | os.PathLike, names: tuple[str, ...] = PART_NODES) -> dict[str, Mesh]:
-    """Read the named nodes of a GLB: ``{name: Mesh}`` (world coordinates; a named node's
-    descendants are merged into it). Names missing from the file are absent from the result."""
-    gltf, blob = load_gltf(path)
-    try:
-        world = _world_matrices(gltf, path)
-        skins_world = {}
-        for si, skin in enumerate(gltf.skins or []):
-            ibm = (read_accessor(gltf, blob, skin.inverseBindMatrices, path).reshape(-1, 4, 4).transpose(0, 2, 1)
-                   if skin.inverseBindMatrices is not None else np.tile(np.eye(4), (len(skin.joints), 1, 1)))
-            if len(ibm) != len(skin.joints):
-                raise InputError(f"{path}: skin {si} has {len(skin.joints)} joints but {len(ibm)} matrices")
-            skins_world[si] = np.stack([world.get(j, np.eye(4)) @ ibm[k] for k, j in enumerate(skin.joints)])
-        result: dict[str, Mesh] = {}
-        for i, node in enumerate(gltf.nodes):
-            if node.name not in names or i not in world:
-                continue
-            meshes = []
-            stack = [i]
-            while stack:
-                k = stack.pop()
-                nd = gltf.nodes[k]
-                if nd.mesh is not None:
-                    try:
-                        gmesh = gltf.meshes[nd.mesh]
-                    except (IndexError, TypeError):
-                        raise InputError(f"{path}: node {k} refers to missing mesh {nd.mesh}") from None
-                    jw = skins_world.get(nd.skin) if nd.skin is not None else None
-                    meshes.extend(_primitive_mesh(gltf, blob, p, world[k], jw, path) for p in gmesh.primitives)
-                stack.extend(nd.children or [])
-            label = Part.parse(node.name) if node.name in PART_NODES else None
-            result[node.name] = merge_meshes(meshes, label=label, name=node.name)
+    """Read the named nodes of a GLB: ``{name: Mesh}`` (world coordinates, skinned meshes as
+    posed by their joints; a named node's descendants are merged into it). Names missing from
+    the file are absent from the result."""
+    from stdgen.data.vrm.importer import VrmImportConfig, extract_primitives
+
+    doc = _plain_document(path)
+
+    def run():
+        gltf = doc.gltf
+        wanted = {i: n.name for i, n in enumerate(gltf.items("nodes")) if n.name in names}
+        config = VrmImportConfig(drop_transparent=False, weld=False)
+        prims, _ = extract_primitives(doc, config)
+        parents = gltf.parents()
+        pieces: dict[str, list[Mesh]] = {n: [] for n in wanted.values()}
+        scene = set(gltf.scene_nodes())
+        for p in prims:
+            owner = _named_ancestor(p.info["node_index"], parents, wanted)
+            if owner is not None:
+                pieces[owner].append(_piece(p, None, None, p.names.get("material") or owner))
+        result = {}
+        for ni, name in wanted.items():
+            if ni in scene and name not in result:
+                label = Part.parse(name) if name in PART_NODES else None
+                result[name] = merge_meshes(pieces[name], label=label, name=name)
         return result
-    except InputError:
-        raise
-    except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"{path}: malformed glTF ({type(exc).__name__}: {exc})") from None
+
+    return _guard(doc.path, run)
+
+
+def _piece(p, skin_joints, skin_weights, name: str) -> Mesh:
+    return Mesh(p.vertices, p.faces, normals=p.normals, colors=p.colors, uvs=p.uvs, uv_faces=p.uv_faces,
+                texture=p.texture, name=name, skin_joints=skin_joints, skin_weights=skin_weights)
+
+
+def read_character_glb(path: str | os.PathLike, data: bytes | None = None):
+    """Read a skinned character GLB (as ``write_glb(character, skinned=True)`` writes) back into a
+    :class:`~stdgen.data.character.Character`: rest pieces per part (one per primitive, vertices
+    split at UV seams welded back), the
+    skeleton (joint nodes' names, hierarchy and bind positions), skin weights, and the pose the
+    joint nodes hold. A GLB without a skin comes back with ``skeleton=None`` (its meshes as
+    placed in the file)."""
+    from stdgen.data.vrm.importer import VrmImportConfig, extract_primitives
+
+    doc = _plain_document(path, data)
+    return _guard(doc.path, lambda: _read_character(doc, VrmImportConfig, extract_primitives))
+
+
+def _read_character(doc, config_cls, extract_primitives):
+    from stdgen.data.character import Character, Pose, Skeleton
+    from stdgen.data.vrm.gltf import as_int
+
+    gltf = doc.gltf
+    path = doc.path
+    nodes = gltf.items("nodes")
+    scene = gltf.scene_nodes()
+    wanted = {i: nodes[i].name for i in scene if nodes[i].name in PART_NODES}
+    if not wanted:
+        raise InputError(f"{path}: no node named body, clothes or hair: not a stdgen character GLB")
+    parents = gltf.parents()
+    skins = {as_int(nodes[i].skin, f"node {i}'s skin", path) for i in wanted if nodes[i].skin is not None}
+    if len(skins) > 1:
+        raise InputError(f"{path}: the part nodes use {len(skins)} different skins; expected one")
+    skeleton = pose = None
+    node_bone: dict[int, int] = {}
+    if skins:
+        si = skins.pop()
+        skin = gltf.item("skins", si)
+        joints = [as_int(j, f"skin {si}'s joint", path, hi=len(nodes)) for j in (skin.joints or [])]
+        if not joints or len(set(joints)) != len(joints):
+            raise InputError(f"{path}: skin {si} has no joints or repeats one")
+        pos = {n: k for k, n in enumerate(joints)}
+        jparents = []
+        for n in joints:
+            a = int(parents[n])
+            while a >= 0 and a not in pos:
+                a = int(parents[a])
+            jparents.append(pos[a] if a >= 0 else -1)
+        if any(p >= k for k, p in enumerate(jparents)):
+            raise InputError(f"{path}: skin {si} lists a joint before its parent joint")
+        if skin.inverseBindMatrices is None:
+            raise InputError(f"{path}: skin {si} has no inverseBindMatrices")
+        ibm = gltf.accessor(skin.inverseBindMatrices, f"skin {si}'s inverseBindMatrices")
+        if ibm.shape != (len(joints), 16):
+            raise InputError(f"{path}: skin {si}'s inverseBindMatrices do not match its {len(joints)} joints")
+        ibm = ibm.astype(np.float64).reshape(-1, 4, 4).transpose(0, 2, 1)
+        bind_world = np.linalg.inv(ibm)
+        names = [nodes[n].name or f"joint{k}" for k, n in enumerate(joints)]
+        skeleton = Skeleton(names, jparents, bind_world[:, :3, 3])
+        # The pose: each joint's world change from bind to now, as local rotations (our convention).
+        world = gltf.world_matrices()
+        delta = world[joints] @ ibm  # rest world -> posed world, per joint
+        rot = delta[:, :3, :3]
+        local = np.empty_like(rot)
+        for k, p in enumerate(jparents):
+            local[k] = rot[k] if p < 0 else rot[p].T @ rot[k]
+        root = [k for k, p in enumerate(jparents) if p < 0][0]
+        posed_root = delta[root, :3, :3] @ skeleton.joints[root] + delta[root, :3, 3]
+        pose = Pose(local, posed_root - skeleton.joints[root])
+        if np.allclose(pose.rotations, np.eye(3), atol=1e-6) and np.allclose(pose.translation, 0, atol=1e-7):
+            pose = None
+        for ni in range(len(nodes)):
+            a = ni
+            while a >= 0 and a not in pos:
+                a = int(parents[a])
+            node_bone[ni] = pos[a] if a >= 0 else root
+
+    from stdgen.data.vrm.importer import _skin_to_bones, weld_vertices
+
+    prims, _ = extract_primitives(doc, config_cls(drop_transparent=False, weld=False), bind_pose=True)
+    pieces: dict[str, list[Mesh]] = {k: [] for k in PART_NODES}
+    for p in prims:
+        owner = _named_ancestor(p.info["node_index"], parents, wanted)
+        if owner is None:
+            continue
+        sj = sw = None
+        if skeleton is not None:
+            sj, sw = _skin_to_bones(p.influence_nodes, p.influence_weights, node_bone)
+        pieces[owner].append(weld_vertices(_piece(p, sj, sw, p.names.get("material") or owner)))
+    for key in PART_NODES:
+        for m in pieces[key]:
+            m.label = Part.parse(key)
+    if not pieces["body"]:
+        raise InputError(f"{path}: the body node has no mesh")
+    body = pieces["body"][0] if len(pieces["body"]) == 1 else merge_meshes(pieces["body"], label=Part.BODY,
+                                                                              name="body")
+    return Character(body=body, clothes=pieces["clothes"], hair=pieces["hair"], skeleton=skeleton, pose=pose,
+                     meta={"source": str(path)})
