@@ -1,5 +1,43 @@
-"""Geometry: the shared :class:`Mesh` type, semantic fields, FlexiCubes and layer extraction."""
+"""Geometry: the shared :class:`Mesh` type, semantic fields, FlexiCubes and layer extraction.
+
+Modules (imported lazily, so ``import stdgen.geometry`` stays light for code that only wants
+``Mesh``):
+
+- :mod:`~stdgen.geometry.mesh` the project-wide ``Mesh`` and ``merge_meshes``;
+- :mod:`~stdgen.geometry.inside` point-in-mesh tests (``contains``, ``contains_grid``);
+- :mod:`~stdgen.geometry.volume` volume rendering with semantics (Eqs. 1, 2, 6-8);
+- :mod:`~stdgen.geometry.triplane` bilinear triplane lookup;
+- :mod:`~stdgen.geometry.semantic_sdf` the semantic-equivalent SDF (Eqs. 3, 10);
+- :mod:`~stdgen.geometry.grid` sampling grids and the ``IsoSurface`` output type;
+- :mod:`~stdgen.geometry.flexicubes` differentiable FlexiCubes (``flexicubes_ref``: the slow
+  reference; ``flexicubes_tables``: the tables, generated);
+- :mod:`~stdgen.geometry.marching` fast marching cubes;
+- :mod:`~stdgen.geometry.layers` body / clothes / hair extraction;
+- :mod:`~stdgen.geometry.voxelize` a character -> SDF grid + class probabilities;
+- :mod:`~stdgen.geometry.demo` ``stdgen layers-demo``.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from stdgen.geometry.mesh import Mesh, merge_meshes
 
-__all__ = ["Mesh", "merge_meshes"]
+_LAZY = {
+    "contains": "inside", "contains_grid": "inside",
+    "composite": "volume", "render_rays": "volume", "RayBundle": "volume",
+    "sample_triplane": "triplane",
+    "semantic_sdf": "semantic_sdf", "layer_sdf": "semantic_sdf",
+    "Grid": "grid", "IsoSurface": "grid",
+    "flexicubes": "flexicubes", "marching_cubes": "marching",
+    "LayerConfig": "layers", "LayerMeshes": "layers", "extract_layers": "layers",
+    "VoxelField": "voxelize", "voxelize_character": "voxelize", "voxelize_parts": "voxelize",
+}  # fmt: skip
+
+__all__ = ["Mesh", "merge_meshes", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"stdgen.geometry.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'stdgen.geometry' has no attribute {name!r}")

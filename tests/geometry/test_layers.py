@@ -1,0 +1,146 @@
+"""Layer extraction on nested analytic shapes: a body sphere inside a clothes shell inside a hair cap."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from stdgen.eval.geometry import chamfer_distance
+from stdgen.geometry.grid import Grid
+from stdgen.geometry.inside import contains
+from stdgen.geometry.layers import LayerConfig, decimate, extract_layers, remove_small_components
+from stdgen.geometry.mesh import Mesh, merge_meshes
+from stdgen.semantics import LAYER_SETS, Part
+
+R_BODY, R_CLOTHES, R_HAIR_IN, R_HAIR_OUT, HAIR_Y = 0.5, 0.65, 0.6, 0.8, 0.2
+
+
+def nested_field(res: int):
+    """One SDF (negative inside the union) and soft class probabilities of the nested shapes."""
+    grid = Grid.cube(res, 1.0)
+    p = grid.points_numpy()
+    r = np.linalg.norm(p, axis=-1)
+    d_body = r - R_BODY
+    d_clothes = r - R_CLOTHES  # a solid layer from the body out to R_CLOTHES
+    d_hair = np.maximum(np.maximum(r - R_HAIR_OUT, R_HAIR_IN - r), HAIR_Y - p[..., 1])
+    f = np.minimum(d_clothes, d_hair)
+    h = grid.spacing[0]
+    # Innermost containing part wins; soft over about a cell (as the voxeliser does).
+    scores = np.stack([-d_body, np.minimum(d_body, -d_clothes), np.minimum(np.minimum(d_body, d_clothes), -d_hair)], -1)
+    e = np.exp((scores - scores.max(-1, keepdims=True)) / h)
+    return grid, f, e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def layers128():
+    grid, f, probs = nested_field(128)
+    out = extract_layers(f, probs, grid, LayerConfig(method="flexicubes", layers=False))
+    # P = everything is the plain field (Eq. 10 with nothing dropped): extract it once more.
+    out.layers["full"] = _full_layer(f, probs, grid)
+    return out
+
+
+def _full_layer(f, probs, grid):
+    from stdgen.geometry.layers import clean_mesh, extract_surface
+    from stdgen.geometry.semantic_sdf import layer_sdf
+
+    values = layer_sdf(f, probs, LAYER_SETS["full"])
+    assert values is f  # nothing dropped: the original field itself
+    return clean_mesh(extract_surface(values, grid).to_mesh(name="full"), 0.002)
+
+
+def _ray_hits(mesh: Mesh, origin, direction) -> int:
+    """Brute-force count of ray-triangle hits (Moller-Trumbore) with t > 0."""
+    v = mesh.vertices.astype(np.float64)[mesh.faces]
+    e1, e2 = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
+    d = np.asarray(direction, float)
+    pv = np.cross(d, e2)
+    det = (e1 * pv).sum(1)
+    ok = np.abs(det) > 1e-12
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    tv = np.asarray(origin, float) - v[:, 0]
+    u = (tv * pv).sum(1) * inv
+    qv = np.cross(tv, e1)
+    w = (qv @ d) * inv
+    t = (qv * e2).sum(1) * inv
+    return int((ok & (u >= 0) & (w >= 0) & (u + w <= 1) & (t > 0)).sum())
+
+
+def test_body_matches_the_inner_sphere(layers128):
+    body = layers128.parts[Part.BODY]
+    assert body.to_trimesh().is_watertight
+    sphere = trimesh.creation.icosphere(6, radius=R_BODY)
+    cd = chamfer_distance(body, Mesh(sphere.vertices, sphere.faces), count=200_000)
+    assert cd < 0.01 * R_BODY  # includes a sampling floor of about 0.002
+    assert np.abs(np.linalg.norm(body.vertices, axis=1) - R_BODY).mean() < 0.001 * R_BODY
+
+
+def test_clothes_are_hollow_and_do_not_contain_the_body(layers128):
+    clothes = layers128.parts[Part.CLOTHES]
+    assert clothes.to_trimesh().is_watertight
+    rng = np.random.default_rng(0)
+    for d in rng.normal(size=(6, 3)):
+        d /= np.linalg.norm(d)
+        assert _ray_hits(clothes, [0.0, 0.0, 0.0], d) == 2
+    pts = rng.normal(size=(3000, 3))
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    body_pts = pts * rng.uniform(0, R_BODY - 0.02, (3000, 1))
+    shell_pts = pts * rng.uniform(R_BODY + 0.02, R_CLOTHES - 0.02, (3000, 1))
+    assert not contains(clothes, body_pts).any()
+    assert contains(clothes, shell_pts).all()
+
+
+def test_hair_and_the_union(layers128):
+    hair = layers128.parts[Part.HAIR]
+    assert hair.to_trimesh().is_watertight and hair.vertices[:, 1].min() > HAIR_Y - 0.02
+    full = layers128.layers["full"]
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-0.9, 0.9, (20000, 3))
+    r = np.linalg.norm(pts, axis=1)
+    clear = np.all([np.abs(r - x) > 0.02 for x in (R_BODY, R_CLOTHES, R_HAIR_IN, R_HAIR_OUT)], axis=0)
+    clear &= np.abs(pts[:, 1] - HAIR_Y) > 0.02
+    pts = pts[clear]
+    in_parts = np.zeros(len(pts), bool)
+    for p in Part:
+        in_parts |= contains(layers128.parts[p], pts)
+    # The union of the parts is the region of the original field, which the full layer bounds.
+    assert np.array_equal(in_parts, contains(full, pts))
+    truth = (np.linalg.norm(pts, axis=1) < R_CLOTHES) | (
+        (np.linalg.norm(pts, axis=1) < R_HAIR_OUT) & (np.linalg.norm(pts, axis=1) > R_HAIR_IN) & (pts[:, 1] > HAIR_Y))
+    assert np.array_equal(in_parts, truth)
+    # The body lies inside the full layer.
+    assert contains(full, layers128.parts[Part.BODY].vertices * 0.98).all()
+
+
+def test_marching_path_gives_the_same_layers_and_layers_nest():
+    grid, f, probs = nested_field(48)
+    a = extract_layers(f, probs, grid, LayerConfig(method="marching"))
+    b = extract_layers(f, probs, grid, LayerConfig(method="flexicubes"))
+    for p in Part:
+        va, vb = a.parts[p].to_trimesh().volume, b.parts[p].to_trimesh().volume
+        assert abs(va - vb) < 0.02 * abs(vb)
+    assert set(b.layers) == set(LAYER_SETS)
+    assert b.layers["body"].num_faces == b.parts[Part.BODY].num_faces  # P = {body} is Eq. 3 for body
+    for inner, outer in (("body", "body_clothes"), ("body_clothes", "full")):
+        v = b.layers[inner].vertices
+        assert contains(b.layers[outer], v * 0.97).mean() > 0.99
+
+
+def test_small_components_removed_and_decimation():
+    big = trimesh.creation.icosphere(4, radius=1.0)
+    speck = trimesh.creation.icosphere(1, radius=0.02)
+    speck.vertices += [2.0, 0.0, 0.0]
+    m = merge_meshes([Mesh(big.vertices, big.faces), Mesh(speck.vertices, speck.faces)], label=Part.HAIR)
+    kept = remove_small_components(m, 0.002)
+    assert kept.num_faces == len(big.faces) and kept.label == Part.HAIR
+    assert kept.vertices[:, 0].max() < 1.01
+    small = decimate(kept, 1000)
+    assert small.num_faces <= 1000 * 1.02
+    tm = small.to_trimesh()
+    assert tm.is_watertight and abs(tm.volume / (4 / 3 * np.pi) - 1) < 0.03
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="method"):
+        LayerConfig(method="dual")
+    with pytest.raises(ValueError, match="face_budget"):
+        LayerConfig(face_budget=2)
