@@ -171,3 +171,24 @@ def test_stream_with_workers_and_pool_on_cuda():
     assert all(b["rgb"].is_cuda and b["rgb"].shape[1:] == (3, 8, 3, 64, 64) for b in batches)
     variants = torch.cat([b["variant"] for b in batches]).tolist()
     assert len(set(variants)) == 8 and 0 not in variants
+
+
+def test_worker_transport_packs_a_scene_into_one_tensor_and_back():
+    import copy
+    import pickle
+
+    from stdgen.data.stream import _from_shared, _to_shared
+
+    cfg = StreamConfig(batch_size=1, resolution=32, views="eval", device="cpu", start=0, count=1)
+    item = next(iter(CharacterSource(cfg, standin_a_posed)))
+    ref = copy.deepcopy(item.scene)
+    sent = _to_shared(item)
+    tensors = [v for v in vars(sent.scene).values() if isinstance(v, torch.Tensor)]
+    assert not tensors and isinstance(sent.scene._packed[0], torch.Tensor)  # one buffer travels
+    back = _from_shared(pickle.loads(pickle.dumps(sent))).scene
+    for name in ("vertices", "normals", "colors", "faces", "face_labels", "face_texture", "corner_uvs", "topology"):
+        a, b = getattr(ref, name), getattr(back, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+    assert len(back.textures) == len(ref.textures)
+    assert all(np.array_equal(a, b) for a, b in zip(ref.textures, back.textures))
+    assert not hasattr(back, "_packed")

@@ -34,6 +34,8 @@ defined there. The antialiased ``rgb`` alpha is slightly wider (partly covered e
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,6 +168,10 @@ def _unsprite(sheet: np.ndarray, views: int, path: Path) -> np.ndarray:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+#: zlib level of the dataset's PNGs (1: fast; files stay lossless).
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_renders(folder: str | Path, renders: CharacterRenders, *, preview: bool = True) -> None:
     """Write ``meta.json``, the sprite sheets of ``renders`` and (``preview``) ``preview.png`` into
     ``folder`` (which the caller creates atomically, e.g. with :func:`stdgen.utils.io.atomic_dir`).
@@ -176,19 +182,31 @@ def write_renders(folder: str | Path, renders: CharacterRenders, *, preview: boo
     meta = dict(renders.meta)
     meta.update(format=FORMAT_NAME, version=FORMAT_VERSION, views=renders.views,
                 layers=list(renders.layers), maps=list(MAPS), depth_scale=DEPTH_SCALE)
+    jobs: list[tuple[Path, object]] = []  # (path, callable giving the image)
     for layer, r in renders.layers.items():
         if layer not in LAYER_SETS:
             raise ValueError(f"unknown layer set {layer!r}")
         mask = r.coverage
-        save_png(folder / f"{layer}_rgb.png", _sprite(r.rgb))
-        save_png(folder / f"{layer}_lit.png", _sprite(r.lit))
-        save_png(folder / f"{layer}_normal.png", _sprite(encode_normal(r.normal, mask)))
-        save_png(folder / f"{layer}_depth.png", _sprite(encode_depth(np.where(mask, r.depth, 0))))
-        save_png(folder / f"{layer}_sem.png", _sprite(r.sem))
+        jobs += [
+            (folder / f"{layer}_rgb.png", lambda r=r: _sprite(r.rgb)),
+            (folder / f"{layer}_lit.png", lambda r=r: _sprite(r.lit)),
+            (folder / f"{layer}_normal.png", lambda r=r, m=mask: _sprite(encode_normal(r.normal, m))),
+            (folder / f"{layer}_depth.png", lambda r=r, m=mask: _sprite(encode_depth(np.where(m, r.depth, 0)))),
+            (folder / f"{layer}_sem.png", lambda r=r: _sprite(r.sem)),
+        ]
     if renders.posed_rgb is not None and len(renders.posed_rgb):
-        save_png(folder / "posed_rgb.png", _sprite(renders.posed_rgb))
+        jobs.append((folder / "posed_rgb.png", lambda: _sprite(renders.posed_rgb)))
     if preview:
-        save_png(folder / "preview.png", preview_image(renders))
+        jobs.append((folder / "preview.png", lambda: preview_image(renders)))
+
+    # PNG encoding (zlib) releases the GIL: a few threads write the sheets side by side, and a
+    # low compression level trades ~15 % larger files for several times faster writing.
+    def write(job):
+        path, image = job
+        save_png(path, image(), compress_level=PNG_COMPRESS_LEVEL)
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(write, jobs))
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 

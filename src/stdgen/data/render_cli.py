@@ -5,6 +5,19 @@ from __future__ import annotations
 import argparse
 
 
+def add_render_options(p: argparse.ArgumentParser) -> None:
+    """The render-set options shared by ``stdgen data render`` and ``stdgen data import-vrm``."""
+    p.add_argument("--resolution", type=int, default=512, help="image size in pixels (default 512)")
+    p.add_argument("--random-views", type=int, default=4, help="random perspective views (default 4; paper: 20)")
+    p.add_argument("--posed-views", type=int, default=2,
+                   help="random-pose front renders per character (canonicalisation pairs, default 2)")
+    p.add_argument("--no-face", action="store_true", help="skip the five face close-ups")
+    p.add_argument("--no-top-bottom", action="store_true", help="skip the top and bottom views")
+    p.add_argument("--random-light", action="store_true", help="a random key-light direction per character")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--backend", default="auto", help="rasteriser backend: auto, torch, numba, triton")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render",
@@ -21,15 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("train", "validation", "test"), default=None,
                    help="take seeds from this fixed split (stdgen.data.splits) instead of SEED, SEED+1, ...")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="dataset directory")
-    p.add_argument("--resolution", type=int, default=512, help="image size in pixels (default 512)")
-    p.add_argument("--random-views", type=int, default=4, help="random perspective views (default 4; paper: 20)")
-    p.add_argument("--posed-views", type=int, default=2,
-                   help="random-pose front renders per character (canonicalisation pairs, default 2)")
-    p.add_argument("--no-face", action="store_true", help="skip the five face close-ups")
-    p.add_argument("--no-top-bottom", action="store_true", help="skip the top and bottom views")
-    p.add_argument("--random-light", action="store_true", help="a random key-light direction per character")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--backend", default="auto", help="rasteriser backend: auto, torch, numba, triton")
+    add_render_options(p)
     p.add_argument("--workers", type=int, default=0,
                    help="worker processes (default 0: all in this process); on a GPU they make the characters")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

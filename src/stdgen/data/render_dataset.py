@@ -374,8 +374,13 @@ def _texture_bank(textures: list[np.ndarray], device) -> tuple[torch.Tensor, tor
     info = np.concatenate([offsets[:, None], sizes], 1)
     # Upload texture by texture and join on the device: a batch holds ~200 MB of textures, and one
     # host-side concatenation of them cost more than the whole GPU render.
-    flat = torch.cat([torch.from_numpy(np.ascontiguousarray(t)).to(device).reshape(-1, 3) for t in textures])
+    flat = torch.cat([_as_tensor(t).to(device).reshape(-1, 3) for t in textures])
     return flat, torch.from_numpy(info).to(device)
+
+
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``a``'s memory where torch allows it (read-only arrays are copied)."""
+    return torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else np.array(a))
 
 
 def sample_bank(bank: torch.Tensor, info: torch.Tensor, tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:

@@ -267,16 +267,23 @@ def _index_range(vals, lo, hi):
 
 
 @numba.njit(cache=True)
+def _yz_cells(tri, t, ys, zs):
+    """Index ranges [j0, j1) x [k0, k1) of the (y, z) grid lines under triangle t's bounding box."""
+    ylo = min(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
+    yhi = max(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
+    zlo = min(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
+    zhi = max(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
+    j0, j1 = _index_range(ys, ylo, yhi)
+    k0, k1 = _index_range(zs, zlo, zhi)
+    return j0, j1, k0, k1
+
+
+@numba.njit(cache=True)
 def _grid_count(tri, ys, zs):
     nz = zs.shape[0]
     counts = np.zeros(ys.shape[0] * nz, np.int64)
     for t in range(tri.shape[0]):
-        ylo = min(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
-        yhi = max(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
-        zlo = min(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
-        zhi = max(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
-        j0, j1 = _index_range(ys, ylo, yhi)
-        k0, k1 = _index_range(zs, zlo, zhi)
+        j0, j1, k0, k1 = _yz_cells(tri, t, ys, zs)
         for j in range(j0, j1):
             for k in range(k0, k1):
                 hit, x, s = _crossing(tri, t, ys[j], zs[k])
@@ -290,12 +297,7 @@ def _grid_fill(tri, ys, zs, start, xcross, sgn):
     nz = zs.shape[0]
     fill = start[:-1].copy()
     for t in range(tri.shape[0]):
-        ylo = min(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
-        yhi = max(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
-        zlo = min(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
-        zhi = max(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
-        j0, j1 = _index_range(ys, ylo, yhi)
-        k0, k1 = _index_range(zs, zlo, zhi)
+        j0, j1, k0, k1 = _yz_cells(tri, t, ys, zs)
         for j in range(j0, j1):
             for k in range(k0, k1):
                 hit, x, s = _crossing(tri, t, ys[j], zs[k])
@@ -334,12 +336,7 @@ def _line_extents(tri, ys, zs):
     lo = np.full((ys.shape[0], zs.shape[0]), np.inf)
     hi = np.full((ys.shape[0], zs.shape[0]), -np.inf)
     for t in range(tri.shape[0]):
-        ylo = min(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
-        yhi = max(tri[t, 0, 1], tri[t, 1, 1], tri[t, 2, 1])
-        zlo = min(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
-        zhi = max(tri[t, 0, 2], tri[t, 1, 2], tri[t, 2, 2])
-        j0, j1 = _index_range(ys, ylo, yhi)
-        k0, k1 = _index_range(zs, zlo, zhi)
+        j0, j1, k0, k1 = _yz_cells(tri, t, ys, zs)
         for j in range(j0, j1):
             for k in range(k0, k1):
                 hit, x, s = _crossing(tri, t, ys[j], zs[k])

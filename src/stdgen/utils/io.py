@@ -111,8 +111,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an (H, W), (H, W, 1|3|4) image atomically. Floats are taken as [0, 1]; uint16 kept."""
+def save_png(path: str | os.PathLike, image: np.ndarray, *, compress_level: int = 6) -> None:
+    """Write an (H, W), (H, W, 1|3|4) image atomically. Floats are taken as [0, 1]; uint16 kept.
+    ``compress_level`` is zlib's 0 (none, fastest) .. 9 (smallest)."""
     from PIL import Image
 
     img = np.asarray(image)
@@ -121,7 +122,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
+        Image.fromarray(img).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def load_png(path: str | os.PathLike) -> np.ndarray:

@@ -21,6 +21,8 @@ IMPORT_REPORT = "import.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from stdgen.data.render_cli import add_render_options
+
     p = sub.add_parser(
         "import-vrm",
         help="import VRM 0.x / 1.0 characters into a dataset directory (one folder each)",
@@ -39,15 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "far as they split, a file without clothes or hair as body only, with a warning)")
     p.add_argument("--split", choices=("train", "validation", "test"), default="train",
                    help="the split the imported characters belong to (default train)")
-    p.add_argument("--resolution", type=int, default=512, help="image size in pixels (default 512)")
-    p.add_argument("--random-views", type=int, default=4, help="random perspective views (default 4; paper: 20)")
-    p.add_argument("--posed-views", type=int, default=2,
-                   help="random-pose front renders per character (canonicalisation pairs, default 2)")
-    p.add_argument("--no-face", action="store_true", help="skip the five face close-ups")
-    p.add_argument("--no-top-bottom", action="store_true", help="skip the top and bottom views")
-    p.add_argument("--random-light", action="store_true", help="a random key-light direction per character")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--backend", default="auto", help="rasteriser backend: auto, torch, numba, triton")
+    add_render_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
