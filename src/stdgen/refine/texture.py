@@ -1,0 +1,222 @@
+"""Texturing refined parts: a UV atlas per part (xatlas), colours back-projected from the views.
+
+1. :func:`uv_atlas`: xatlas charts and packs the part; the mesh keeps its vertices (watertight)
+   and gets per-corner UVs (``Mesh.uv_faces``), in the glTF convention (v down).
+2. :func:`texel_surface`: the atlas is rasterised in UV space with the project's rasteriser, giving
+   each covered texel its 3D point and normal.
+3. :func:`back_project`: every texel is projected into each view; where the view sees it (depth
+   test against the scene, inner and outer layers included, so a body texel under a sleeve gets
+   nothing from that view) its colour is sampled from the image, weighted by ``cos^power`` of the
+   angle between its normal and the view direction (grazing views smear); views are averaged.
+4. :func:`pull_push_fill`: texels no view saw (and the gutter around charts, so bilinear lookups
+   at chart edges stay clean) are filled by pull-push diffusion over the atlas (Gortler et al.
+   1996): average down a pyramid of weighted colours, then fill holes from coarser levels.
+
+:func:`bake_vertex_colors` is the fallback: the same weighted back-projection at the vertices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stdgen.geometry.mesh import Mesh
+from stdgen.render import interpolate, rasterize, shade
+from stdgen.render.camera import Cameras
+
+
+@dataclass
+class TextureConfig:
+    """Settings of the texture bake."""
+
+    #: Atlas side in texels.
+    size: int = 1024
+    #: Gutter between charts, in texels.
+    padding: int = 4
+    #: A view's weight is cos(angle) ** power.
+    power: float = 2.0
+    #: Depth-test tolerance in pixels of the view images.
+    depth_tolerance_px: float = 1.5
+    #: Image alpha below which a pixel is background and not sampled.
+    min_alpha: float = 0.5
+    #: ``"texture"`` (UV atlas) or ``"vertex"`` (vertex colours, the fallback).
+    mode: str = "texture"
+
+
+def uv_atlas(vertices: np.ndarray, faces: np.ndarray, size: int = 1024, padding: int = 4,
+             max_charts_hint: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """xatlas UVs for a mesh: ``(uvs (M, 2) float32 in [0, 1], uv_faces (F, 3) int32)``.
+
+    The UVs follow the glTF convention as far as this module is concerned (texel row = v * size);
+    geometry vertices are not split (``uv_faces`` indexes the UVs per face corner). No chart is
+    larger than ``1 / max_charts_hint`` of the surface.
+    """
+    import xatlas
+
+    v = np.ascontiguousarray(vertices, np.float32)
+    f = np.ascontiguousarray(faces, np.uint32)
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(v, f)
+    chart = xatlas.ChartOptions()
+    # Capping the chart area makes xatlas's chart growing about ten times faster on our meshes
+    # (measured: 24 s -> 3 s for a 12k-face body) at the price of more, smaller charts.
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
+    chart.max_chart_area = float(area / max_charts_hint)
+    chart.max_iterations = 1
+    pack = xatlas.PackOptions()
+    pack.resolution = int(size)
+    pack.padding = int(padding)
+    pack.bilinear = True
+    pack.rotate_charts = True
+    atlas.generate(chart, pack)
+    _vmapping, indices, uvs = atlas[0]
+    return np.asarray(uvs, np.float32), np.asarray(indices, np.int32).reshape(-1, 3)
+
+
+def texel_surface(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor,
+                  size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rasterise the atlas: per texel ``(point (S, S, 3), normal (S, S, 3), covered (S, S) bool)``.
+
+    Texel (i, j) has its centre at ``uv = ((j + 0.5) / S, (i + 0.5) / S)`` (row 0 at v = 0).
+    """
+    clip = torch.stack([uvs[:, 0] * 2 - 1, 1 - uvs[:, 1] * 2, torch.zeros_like(uvs[:, 0]),
+                        torch.ones_like(uvs[:, 0])], -1)[None]
+    rast = rasterize(clip.float(), uv_faces, (size, size))
+    point = interpolate(vertices.float(), rast, faces)[0]
+    normal = F.normalize(interpolate(shade.vertex_normals(vertices.float(), faces), rast, faces)[0], dim=-1,
+                         eps=1e-12)
+    return point, normal, rast[0, ..., 3] > 0
+
+
+def back_project(points: torch.Tensor, normals: torch.Tensor, images: torch.Tensor, cameras: Cameras,
+                 scene_vertices: torch.Tensor, scene_faces: torch.Tensor, *, power: float = 2.0,
+                 depth_tolerance: float, min_alpha: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean colour of ``points`` (P, 3) with ``normals`` (P, 3) over the views.
+
+    ``images`` (V, H, W, 4) straight-alpha RGBA in [0, 1]; the scene (``scene_vertices`` (N, 3),
+    ``scene_faces`` (F, 3)) gives each view's depth buffer for the visibility test. Returns
+    ``(colour (P, 3), weight (P,))`` (weight 0: no view saw the point).
+    """
+    v, h, w, _ = images.shape
+    with torch.no_grad():
+        clip = cameras.clip(scene_vertices.float())
+        rast = rasterize(clip, scene_faces, (h, w))
+        depth = shade.linear_depth(scene_vertices.float(), scene_faces, rast, cameras)  # (V, H, W, 1)
+        depth = torch.where(rast[..., 3:4] > 0, depth, torch.full_like(depth, float("inf")))
+        pix, pdepth = cameras.project(points.float(), (h, w))  # (V, P, 2), (V, P)
+        grid = torch.stack([pix[..., 0] / w * 2 - 1, pix[..., 1] / h * 2 - 1], -1)[:, :, None, :]
+        # Nearest-texel depth (a bilinear blend across a silhouette would mix near and far).
+        buf = F.grid_sample(depth.permute(0, 3, 1, 2), grid, mode="nearest", align_corners=False)[:, 0, :, 0]
+        premult = torch.cat([images[..., :3] * images[..., 3:4], images[..., 3:4]], -1).permute(0, 3, 1, 2)
+        samp = F.grid_sample(premult, grid, mode="bilinear", align_corners=False)[..., 0].permute(0, 2, 1)
+        alpha = samp[..., 3]
+        colour = samp[..., :3] / alpha.clamp(min=1e-6)[..., None]
+        to_cam = -cameras.forward[:, None, :]
+        cos = (normals[None].float() * to_cam).sum(-1)
+        inside = (grid[..., 0, 0].abs() < 1) & (grid[..., 0, 1].abs() < 1)
+        seen = inside & (pdepth <= buf + depth_tolerance) & (alpha >= min_alpha) & (cos > 0)
+        wgt = seen.float() * cos.clamp(min=0).pow(power)
+        total = wgt.sum(0)
+        out = (wgt[..., None] * colour).sum(0) / total.clamp(min=1e-12)[:, None]
+    return out.clamp(0, 1), total
+
+
+def pull_push_fill(color: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Fill texels of ``color`` (S, S, C) where ``weight`` (S, S) is 0 by pull-push diffusion.
+
+    Pull: a pyramid of weight-averaged 2x2 blocks; push: from the coarsest level down, each empty
+    texel takes the (bilinearly upsampled) colour of the level above. Known texels are unchanged.
+    """
+    c = torch.as_tensor(np.asarray(color, np.float64)).permute(2, 0, 1)[None]
+    wt = torch.as_tensor((np.asarray(weight) > 0).astype(np.float64))[None, None]
+    if wt.sum() == 0:
+        return np.asarray(color)
+    levels = [(c * wt, wt)]
+    while min(levels[-1][1].shape[-2:]) > 1:
+        cw, ww = levels[-1]
+        if cw.shape[-1] % 2 or cw.shape[-2] % 2:  # pad odd sizes so 2x2 pooling covers every texel
+            cw = F.pad(cw, (0, cw.shape[-1] % 2, 0, cw.shape[-2] % 2))
+            ww = F.pad(ww, (0, ww.shape[-1] % 2, 0, ww.shape[-2] % 2))
+        levels.append((F.avg_pool2d(cw, 2) * 4, F.avg_pool2d(ww, 2) * 4))
+    cw, ww = levels[-1]
+    filled = cw / ww.clamp(min=1e-12)
+    for cw, ww in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=cw.shape[-2:], mode="bilinear", align_corners=False)
+        mean = cw / ww.clamp(min=1e-12)
+        filled = torch.where(ww > 0, mean, up)
+    out = filled[0].permute(1, 2, 0).numpy()
+    known = np.asarray(weight) > 0
+    out[known] = np.asarray(color, np.float64)[known]
+    return out.astype(np.float32)
+
+
+def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_vertices: np.ndarray,
+                 scene_faces: np.ndarray, config: TextureConfig | None = None, device="cpu") -> Mesh:
+    """``mesh`` with a baked texture (``uvs``, ``uv_faces``, ``texture``) or, in ``"vertex"`` mode,
+    vertex ``colors``, from ``images`` (V, H, W, 4) seen by ``cameras`` over the scene
+    ``scene_vertices`` / ``scene_faces`` (all layers visible in those images, ``mesh`` included)."""
+    cfg = config or TextureConfig()
+    if mesh.is_empty:
+        return mesh
+    dev = torch.device(device)
+    images = images.to(dev).float()
+    h = images.shape[1]
+    scale = float(1.0 / cameras.proj[0, 1, 1].abs()) if bool(cameras.orthographic.all()) else 1.0
+    tol = cfg.depth_tolerance_px * 2.0 * scale / h
+    v = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=dev)
+    f = torch.as_tensor(mesh.faces, dtype=torch.long, device=dev)
+    sv = torch.as_tensor(np.asarray(scene_vertices), dtype=torch.float32, device=dev)
+    sf = torch.as_tensor(np.asarray(scene_faces), dtype=torch.long, device=dev)
+    cams = cameras.to(dev)
+    if cfg.mode == "vertex":
+        col, wgt = back_project(v, shade.vertex_normals(v, f), images, cams, sv, sf, power=cfg.power,
+                                depth_tolerance=tol, min_alpha=cfg.min_alpha)
+        colors = _fill_vertex_colors(mesh, col.cpu().numpy(), wgt.cpu().numpy())
+        return mesh.replace(colors=colors, uvs=None, uv_faces=None, texture=None)
+    if cfg.mode != "texture":
+        raise ValueError(f"texture mode: expected 'texture' or 'vertex', got {cfg.mode!r}")
+    uvs, uv_faces = uv_atlas(mesh.vertices, mesh.faces, cfg.size, cfg.padding)
+    uv_t = torch.as_tensor(uvs, device=dev)
+    uf_t = torch.as_tensor(uv_faces, dtype=torch.long, device=dev)
+    point, normal, covered = texel_surface(v, f, uv_t, uf_t, cfg.size)
+    sel = torch.nonzero(covered.reshape(-1)).squeeze(1)
+    col, wgt = back_project(point.reshape(-1, 3)[sel], normal.reshape(-1, 3)[sel], images, cams, sv, sf,
+                            power=cfg.power, depth_tolerance=tol, min_alpha=cfg.min_alpha)
+    size = cfg.size
+    color = np.zeros((size * size, 3), np.float32)
+    weight = np.zeros(size * size, np.float32)
+    color[sel.cpu().numpy()] = col.cpu().numpy()
+    weight[sel.cpu().numpy()] = wgt.cpu().numpy()
+    filled = pull_push_fill(color.reshape(size, size, 3), weight.reshape(size, size))
+    tex = (np.clip(filled, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return mesh.replace(uvs=uvs, uv_faces=uv_faces, texture=tex, colors=None)
+
+
+def _fill_vertex_colors(mesh: Mesh, colors: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Unseen vertices take the mean of seen neighbours, spreading over the mesh until all are set."""
+    col = colors.astype(np.float64).copy()
+    known = weight > 0
+    if not known.any():
+        return np.full_like(colors, 0.8)
+    f = mesh.faces.astype(np.int64)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    n = len(col)
+    for _ in range(n):
+        if known.all():
+            break
+        acc = np.zeros_like(col)
+        cnt = np.zeros(n)
+        src = known[e[:, 1]]
+        np.add.at(acc, e[src, 0], col[e[src, 1]])
+        np.add.at(cnt, e[src, 0], 1)
+        new = (~known) & (cnt > 0)
+        if not new.any():
+            col[~known] = col[known].mean(0)
+            break
+        col[new] = acc[new] / cnt[new, None]
+        known = known | new
+    return col.astype(np.float32)
