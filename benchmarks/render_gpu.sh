@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The renderer's GPU session in one go (for the lent GPU machine; see docs/readme/render-benchmarks.md):
+# The renderer's GPU session in one go (for the lent GPU machine; see BENCHMARKS.md):
 # GPU tests of the Triton fast path, then the benchmark side by side with nvdiffrast.
 #   bash benchmarks/render_gpu.sh [OUTDIR]
 # Wheels the machine lacks (nvdiffrast for the comparison) travel in .whl/.

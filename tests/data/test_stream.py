@@ -192,3 +192,19 @@ def test_worker_transport_packs_a_scene_into_one_tensor_and_back():
     assert len(back.textures) == len(ref.textures)
     assert all(np.array_equal(a, b) for a, b in zip(ref.textures, back.textures))
     assert not hasattr(back, "_packed")
+
+
+def test_background_prefetch_keeps_order_and_reraises_errors():
+    from stdgen.data.stream import _background
+
+    assert list(_background(iter(range(100)), depth=4)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("broken worker")
+
+    got = []
+    with pytest.raises(ValueError, match="broken worker"):
+        for x in _background(failing(), depth=2):
+            got.append(x)
+    assert got == [1]

@@ -91,7 +91,7 @@ def test_refine_held_out_procedural_characters(tmp_path, index):
     assert np.isfinite(report["seconds"]["total"])
 
 
-#: Chamfer ratios the slow test demands per part (the issue's 2x; see docs/readme/refine-benchmarks.md for
+#: Chamfer ratios the slow test demands per part (the issue's 2x; see BENCHMARKS.md for
 #: what was measured over 20 held-out characters).
 SLOW_RATIO = {"body": 2.0, "clothes": 2.0, "hair": 2.0}
 #: Parts whose normal consistency must not drop (hair's can: fused strands, see the benchmark figures).

@@ -60,7 +60,7 @@ class StreamConfig:
     ``background``: ``"black"`` (colour stays premultiplied), ``"white"`` or ``"random"`` (a random
     colour or vertical gradient per image); ``random_light`` a random key light per character;
     ``rank``/``world_size`` shard the seeds across distributed processes; ``seed`` seeds the
-    augmentations.
+    augmentations; ``prefetch_thread`` receives the workers' characters on a background thread.
     """
 
     batch_size: int = 8
@@ -83,6 +83,9 @@ class StreamConfig:
     rank: int = 0
     world_size: int = 1
     seed: int = 0
+    #: With workers: receive the workers' characters on a background thread, so taking them off
+    #: the DataLoader overlaps the rendering of the previous batch.
+    prefetch_thread: bool = False
 
     def __post_init__(self) -> None:
         if self.views not in ("eval", "gen"):
@@ -310,8 +313,19 @@ class RenderStream(IterableDataset):
         loader = DataLoader(self.source, batch_size=None, num_workers=c.workers, collate_fn=_to_shared,
                             prefetch_factor=max(2, 2 * c.batch_size // c.workers + 1),
                             multiprocessing_context="spawn", worker_init_fn=_worker_init)
-        for item in loader:
-            yield _from_shared(item)
+        loader_iter = iter(loader)
+        items = (_from_shared(item) for item in loader_iter)
+        ahead = _background(items, depth=2 * c.batch_size) if c.prefetch_thread else items
+        try:
+            yield from ahead
+        finally:
+            # Stop in order, now rather than at garbage collection: first the receiving thread,
+            # then the worker processes (left to the iterator's finaliser, workers busy making a
+            # character were killed mid-way and aborted noisily).
+            ahead.close()
+            shutdown = getattr(loader_iter, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def __iter__(self):
         from stdgen.utils.device import resolve_device
@@ -369,6 +383,55 @@ class RenderStream(IterableDataset):
         batch["layers"] = tuple(c.layers)
         batch["view_names"] = list(cams[0].names)
         return batch
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _background(items, depth: int):
+    """Iterate ``items`` on a daemon thread, up to ``depth`` ahead; errors are re-raised here.
+    Closing the returned generator stops the thread (and drops ``items``)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for x in items:
+                if not put(x):
+                    return
+        except BaseException as e:  # handed to the consumer
+            put(_Failure(e))
+            return
+        put(end)
+
+    thread = threading.Thread(target=pump, name="stdgen-stream-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            x = q.get()
+            if x is end:
+                return
+            if isinstance(x, _Failure):
+                raise x.error
+            yield x
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _worker_init(_worker_id: int) -> None:

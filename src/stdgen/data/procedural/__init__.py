@@ -4,7 +4,7 @@
 template meshed once per process from blended SDF primitives and deformed per character by
 sliders; garments are thick closed shells on offset level sets of the body's SDF (or hanging
 surfaces of revolution for skirts); hair is a scalp cap plus strand clumps swept along guide
-curves. See ``docs/readme/characters.md``.
+curves. See the README, "Procedural characters".
 """
 
 from stdgen.data.procedural.garments import GARMENT_KINDS
