@@ -117,11 +117,11 @@ def bench_stream(args) -> None:
     for res in args.resolution:
         cfg = StreamConfig(batch_size=args.batch_size, resolution=res, views="eval", workers=args.workers,
                            pool_size=args.pool, device=str(device), backend=args.backend, background="random",
-                           start=args.seed, prefetch_thread=args.prefetch_thread)
+                           start=args.seed, prefetch_thread=not args.no_prefetch_thread)
         print(f"stream mode on {_describe(device)}; {res}^2, 8 eval views (6 gen included) x 3 layer sets, "
               f"all maps; batch {args.batch_size}, workers {args.workers}, "
               + (f"pool {args.pool} per worker (re-posed, re-coloured)" if args.pool else "fresh characters")
-              + ("" if not args.workers else ", prefetch thread" if args.prefetch_thread else ", no prefetch thread")
+              + ("" if not args.workers else ", no prefetch thread" if args.no_prefetch_thread else ", prefetch thread")
               + f"; generator {args.generator}")
         rates = []
         # One stream: its workers start (and JIT-compile the generator) once; each run times the next
@@ -189,7 +189,8 @@ def main(argv=None) -> None:
     p.add_argument("--pool", type=int, default=0, help="stream: pool size per worker (0: fresh characters)")
     p.add_argument("--batch-size", type=int, default=8, help="stream: characters per batch")
     p.add_argument("--batches", type=int, default=4, help="stream: timed batches per run")
-    p.add_argument("--prefetch-thread", action="store_true", help="stream: receive items on a background thread")
+    p.add_argument("--no-prefetch-thread", action="store_true",
+                   help="stream: receive items on the main thread (default: a background thread)")
     p.add_argument("--warmup", type=int, default=2, help="stream: untimed batches before the runs")
     args = p.parse_args(argv)
     if args.threads:

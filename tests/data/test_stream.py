@@ -208,3 +208,11 @@ def test_background_prefetch_keeps_order_and_reraises_errors():
         for x in _background(failing(), depth=2):
             got.append(x)
     assert got == [1]
+
+
+@pytest.mark.parametrize("prefetch_thread", [False, True])
+def test_worker_processes_deliver_every_character_once(prefetch_thread):
+    cfg = StreamConfig(batch_size=2, resolution=24, device="cpu", workers=2, count=5, random_light=False,
+                       prefetch_thread=prefetch_thread)
+    seeds = [int(s) for batch in RenderStream(cfg, make=standin_a_posed) for s in batch["seed"]]
+    assert sorted(seeds) == [split_seed("train", i) for i in range(5)]

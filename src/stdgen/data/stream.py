@@ -85,7 +85,7 @@ class StreamConfig:
     seed: int = 0
     #: With workers: receive the workers' characters on a background thread, so taking them off
     #: the DataLoader overlaps the rendering of the previous batch.
-    prefetch_thread: bool = False
+    prefetch_thread: bool = True
 
     def __post_init__(self) -> None:
         if self.views not in ("eval", "gen"):
@@ -435,5 +435,20 @@ def _background(items, depth: int):
 
 
 def _worker_init(_worker_id: int) -> None:
+    import atexit
+
     # Each worker makes whole characters; parallelism is across workers, not threads.
     torch.set_num_threads(1)
+    # End the worker the way a forked multiprocessing child ends, without the interpreter's final
+    # teardown: there, native thread pools of the libraries that made characters were destroyed
+    # while still running and aborted the process ("terminate called without an active
+    # exception"). multiprocessing's own exit steps (flushing queues) run first.
+    atexit.register(_exit_worker)
+
+
+def _exit_worker() -> None:
+    import os
+    from multiprocessing import util
+
+    util._exit_function()
+    os._exit(0)
