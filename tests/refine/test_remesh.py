@@ -164,3 +164,20 @@ def test_locked_vertices_do_not_move_and_open_meshes_stay_manifold():
     # Locked vertices survive (they are neither collapsed nor relaxed) at their places.
     d = np.linalg.norm(v2[:, None, :] - pos[None], axis=2).min(0)
     assert d.max() < 1e-12
+
+
+def test_unique_edges_match_numpy_unique():
+    from stdgen.refine.remesh import _counting_order, _unique_edges
+
+    rng = np.random.default_rng(3)
+    n = 50
+    lo = rng.integers(0, n, 2000)
+    hi = rng.integers(0, n, 2000)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    edges, inv, counts = _unique_edges(lo, hi, n)
+    uniq, inv_ref, counts_ref = np.unique(lo * n + hi, return_inverse=True, return_counts=True)
+    assert np.array_equal(edges, np.stack([uniq // n, uniq % n], 1))
+    assert np.array_equal(inv, inv_ref.reshape(-1)) and np.array_equal(counts, counts_ref)
+    order, ptr = _counting_order(lo, n)
+    assert np.array_equal(order, np.argsort(lo, kind="stable"))
+    assert np.array_equal(ptr, np.concatenate([[0], np.cumsum(np.bincount(lo, minlength=n))]))

@@ -86,16 +86,54 @@ def connectivity(faces: np.ndarray, num_vertices: int, locked: np.ndarray | None
     a = faces.reshape(-1)
     b = faces[:, [1, 2, 0]].reshape(-1)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * max(num_vertices, 1) + hi
-    uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
-    edges = np.stack([uniq // max(num_vertices, 1), uniq % max(num_vertices, 1)], 1)
-    edge_faces = _edge_faces(inv.astype(np.int64), len(uniq))
+    # np.unique of the (lo, hi) keys, as a counting sort by lo (numpy's argsort was most of a
+    # remeshing pass): the same edges in the same order, the same inverse and counts.
+    edges, inv, counts = _unique_edges(lo, hi, max(num_vertices, int(hi.max()) + 1 if len(hi) else 1))
+    edge_faces = _edge_faces(inv, len(edges))
     frozen = np.zeros(num_vertices, bool) if locked is None else np.asarray(locked, bool).copy()
     bad = counts != 2
     frozen[edges[bad].reshape(-1)] = True
     if check_fans:
         frozen |= ~_vertex_fans_ok(faces, num_vertices)
     return Connectivity(edges, inv.reshape(f, 3), edge_faces, counts, frozen)
+
+
+@numba.njit(cache=True)
+def _counting_order(keys, n):
+    """``np.argsort(keys, kind="stable")`` for int keys in [0, n), and the (n + 1,) group pointers."""
+    ptr = np.zeros(n + 1, np.int64)
+    for i in range(keys.shape[0]):
+        ptr[keys[i] + 1] += 1
+    for v in range(n):
+        ptr[v + 1] += ptr[v]
+    pos = ptr[:-1].copy()
+    order = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        order[pos[keys[i]]] = i
+        pos[keys[i]] += 1
+    return order, ptr
+
+
+@numba.njit(cache=True)
+def _unique_edges(lo, hi, n):
+    """Sorted unique (lo, hi) pairs (E, 2), each pair's index (M,) and multiplicity (E,)."""
+    by_hi, _ = _counting_order(hi, n)  # radix sort: by hi, then stably by lo
+    by_lo, _ = _counting_order(lo[by_hi], n)
+    order = by_hi[by_lo]
+    m = lo.shape[0]
+    inv = np.empty(m, np.int64)
+    edges = np.empty((m, 2), np.int64)
+    counts = np.zeros(m, np.int64)
+    k = -1
+    for idx in range(m):
+        i = order[idx]
+        if k < 0 or lo[i] != edges[k, 0] or hi[i] != edges[k, 1]:
+            k += 1
+            edges[k, 0] = lo[i]
+            edges[k, 1] = hi[i]
+        counts[k] += 1
+        inv[i] = k
+    return edges[:k + 1].copy(), inv, counts[:k + 1].copy()
 
 
 @numba.njit(cache=True)
@@ -120,10 +158,8 @@ def _vertex_fans_ok(faces: np.ndarray, n: int) -> np.ndarray:
 
 def _vertex_face_csr(faces: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Vertex -> incident faces as CSR: faces ``order[ptr[v]:ptr[v+1]]`` contain ``v``."""
-    flat = np.asarray(faces, np.int64).reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(flat, minlength=n), out=ptr[1:])
+    flat = np.ascontiguousarray(np.asarray(faces, np.int64).reshape(-1))
+    order, ptr = _counting_order(flat, n)
     return order // 3, ptr
 
 
@@ -186,9 +222,7 @@ def _neighbor_csr(edges: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Vertex -> neighbour vertices as CSR (``nbr[ptr[v]:ptr[v+1]]``)."""
     src = np.concatenate([edges[:, 0], edges[:, 1]])
     dst = np.concatenate([edges[:, 1], edges[:, 0]])
-    order = np.argsort(src, kind="stable")
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=ptr[1:])
+    order, ptr = _counting_order(src, n)
     return dst[order], ptr
 
 
