@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,15 +30,9 @@ import torch
 
 
 def _character(seed: int):
-    try:
-        from stdgen.data.render_dataset import procedural_character
+    from stdgen.data.render_dataset import procedural_character
 
-        return procedural_character(seed), "procedural"
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.eval.helpers import standin_character
-
-        return standin_character(seed), "test stand-in (procedural characters not available)"
+    return procedural_character(seed), "procedural"
 
 
 def main() -> None:

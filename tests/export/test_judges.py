@@ -96,12 +96,11 @@ def written(tmp_path_factory) -> dict[str, Path]:
                  "godette_character.glb", "godette_1.0.vrm", "godette_0.x.vrm"):
         files[name] = out / name
     procedural = procedural_character()
-    if procedural is not None:
-        for version in ("1.0", "0.x"):
-            files[f"procedural_{version}.vrm"] = out / f"procedural_{version}.vrm"
-            write_vrm(procedural, files[f"procedural_{version}.vrm"], version=version)
-        files["procedural.glb"] = out / "procedural.glb"
-        write_glb(procedural.with_pose(a_pose(procedural.skeleton)), files["procedural.glb"], skinned=True)
+    for version in ("1.0", "0.x"):
+        files[f"procedural_{version}.vrm"] = out / f"procedural_{version}.vrm"
+        write_vrm(procedural, files[f"procedural_{version}.vrm"], version=version)
+    files["procedural.glb"] = out / "procedural.glb"
+    write_glb(procedural.with_pose(a_pose(procedural.skeleton)), files["procedural.glb"], skinned=True)
     return files
 
 

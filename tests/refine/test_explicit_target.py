@@ -4,9 +4,8 @@ import numpy as np
 import torch
 import trimesh
 
-from stdgen.geometry.mesh import Mesh
+from stdgen.geometry.mesh import Mesh, vertex_normals
 from stdgen.refine.explicit_target import ExplicitTargetConfig, explicit_target_pass, explicit_targets
-from stdgen.refine.remesh import vertex_normals_np
 from stdgen.refine.targets import make_targets
 from stdgen.render import generation_views, render_mesh, shade
 
@@ -41,7 +40,7 @@ def test_pass_removes_normal_noise():
     f = np.asarray(s.faces)
 
     def normal_error(v):
-        n = vertex_normals_np(v, f)
+        n = vertex_normals(v, f)
         r = v / np.linalg.norm(v, axis=1, keepdims=True)
         return float(np.degrees(np.arccos(np.clip((n * r).sum(1), -1, 1))).mean())
 

@@ -18,6 +18,23 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="rasteriser backend: auto, torch, numba, triton")
 
 
+def render_config_from_args(args: argparse.Namespace):
+    """The :class:`~stdgen.data.render_dataset.RenderConfig` of :func:`add_render_options`' flags;
+    bad values are user errors."""
+    from stdgen.data.render_dataset import RenderConfig
+    from stdgen.errors import StdgenError
+    from stdgen.utils.device import resolve_device
+
+    try:
+        config = RenderConfig(resolution=args.resolution, random_views=args.random_views,
+                              face_views=not args.no_face, top_bottom=not args.no_top_bottom,
+                              posed_views=args.posed_views, random_light=args.random_light,
+                              backend=args.backend, device=str(resolve_device(args.device)))
+    except ValueError as exc:
+        raise StdgenError(str(exc)) from None
+    return config
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render",
@@ -63,20 +80,13 @@ def seeds_for(count: int, first: int, split: str | None) -> list[int]:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from stdgen.data.render_dataset import RenderConfig, render_dataset_dir
+    from stdgen.data.render_dataset import render_dataset_dir
     from stdgen.errors import StdgenError
-    from stdgen.utils.device import resolve_device
 
     seeds = seeds_for(args.count, args.seed, args.split)
     if args.workers < 0:
         raise StdgenError(f"--workers must be >= 0, got {args.workers}")
-    try:
-        config = RenderConfig(resolution=args.resolution, random_views=args.random_views,
-                              face_views=not args.no_face, top_bottom=not args.no_top_bottom,
-                              posed_views=args.posed_views, random_light=args.random_light,
-                              backend=args.backend, device=str(resolve_device(args.device)))
-    except ValueError as exc:
-        raise StdgenError(str(exc)) from None
+    config = render_config_from_args(args)
     result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=not args.quiet)
     print(f"rendered {result['rendered']}, already there {result['skipped']}"
           + (f", removed {result['removed_temporaries']} leftovers" if result["removed_temporaries"] else "")

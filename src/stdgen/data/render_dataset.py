@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from stdgen.data.character import Character, Pose, skin_vertices
+from stdgen.geometry.mesh import vertex_normals
 from stdgen.semantics import BACKGROUND_LABEL, LAYER_SETS, PARTS, Part
 
 #: Layer sets in the order images are stored (nested: each is a prefix of the next).
@@ -116,16 +117,6 @@ class Scene:
         return len(self.faces)
 
 
-def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(N, 3) unit area-weighted vertex normals (0 for unreferenced vertices)."""
-    v = vertices.astype(np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])  # length = 2 area
-    idx = faces.reshape(-1)
-    vn = np.stack([np.bincount(idx, np.repeat(fn[:, c], 3), minlength=len(v)) for c in range(3)], 1)
-    length = np.linalg.norm(vn, axis=1, keepdims=True)
-    return (vn / np.maximum(length, 1e-30)).astype(np.float32)
-
-
 def edge_neighbours(faces: np.ndarray, vertices: np.ndarray | None = None) -> np.ndarray:
     """``(F, 3)`` int64: for edge k of face f (``faces[f, k] -> faces[f, (k + 1) % 3]``) the other
     face sharing it, or -1 (an open edge, or one shared by more than two faces) -- the topology
@@ -180,7 +171,7 @@ def scene_from_character(character: Character, pose: Pose | None | str = "charac
                     raise ValueError(f"mesh {mesh.name!r} has no skin weights, so it cannot be posed")
                 v = skin_vertices(v, mesh.skin_joints, mesh.skin_weights, character.skeleton, pose)
             f = mesh.faces
-            n = mesh.normals if (mesh.normals is not None and not posed) else vertex_normals_np(v, f)
+            n = mesh.normals if (mesh.normals is not None and not posed) else vertex_normals(v, f).astype(np.float32)
             verts.append(v)
             normals.append(n)
             faces.append(f + v_off)
@@ -671,11 +662,7 @@ def default_poses(character: Character, count: int, seed: int) -> list[Pose]:
 def procedural_character(seed: int) -> Character:
     """The procedural character of ``seed`` in the canonical A-pose (the dataset's source)."""
     from stdgen.data.posing import a_pose
-
-    try:
-        from stdgen.data.procedural import make_character
-    except ImportError:  # the package may export it only from its module
-        from stdgen.data.procedural.generator import make_character
+    from stdgen.data.procedural import make_character
 
     character = make_character(seed)
     if character.skeleton is not None and (character.pose is None or character.pose.is_identity()):

@@ -31,6 +31,7 @@ import numpy as np
 from stdgen.errors import InputError
 from stdgen.geometry.mesh import Mesh, merge_meshes
 from stdgen.semantics import PARTS, Part
+from stdgen.utils.color import srgb_to_linear
 
 PART_NODES: tuple[str, ...] = tuple(p.key for p in PARTS)
 
@@ -39,16 +40,6 @@ _DTYPE_COMPONENT = {np.dtype(np.int8): 5120, np.dtype(np.uint8): 5121, np.dtype(
 
 
 # -- colour spaces -----------------------------------------------------------------------------------
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    c = np.asarray(c, np.float32)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    c = np.clip(np.asarray(c, np.float32), 0, 1)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
-
-
 # -- the builder -------------------------------------------------------------------------------------
 class GlbBuilder:
     """Accumulates the binary buffer, buffer views, accessors, images and materials of one GLB."""
@@ -245,7 +236,7 @@ def _primitive(b: GlbBuilder, mesh: Mesh, material: int, rotation: np.ndarray, s
     if textured:
         attrs.TEXCOORD_0 = b.accessor(uvs.astype(np.float32), "VEC2", target=g.ARRAY_BUFFER)
     elif mesh.colors is not None and uniform_color(mesh) is None:
-        attrs.COLOR_0 = b.accessor(srgb_to_linear(mesh.colors[src]), "VEC3", target=g.ARRAY_BUFFER)
+        attrs.COLOR_0 = b.accessor(srgb_to_linear(mesh.colors[src]).astype(np.float32), "VEC3", target=g.ARRAY_BUFFER)
     if skinned:
         if mesh.skin_joints is None:
             raise ValueError(f"mesh {mesh.name!r} has no skin weights; a skinned export needs them on every piece")

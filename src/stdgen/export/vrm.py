@@ -223,7 +223,7 @@ def _check_exportable(character) -> None:
 def _mtoon0_properties(name: str, texture_index: int | None, has_alpha_cutout: bool, base_linear) -> dict:
     """VRM 0.x MToon material properties for a lit colour texture and / or colour. VRM 0.x keeps
     colours in sRGB (glTF's baseColorFactor is linear)."""
-    from stdgen.export.glb import linear_to_srgb
+    from stdgen.utils.color import linear_to_srgb
 
     tex = {} if texture_index is None else {"_MainTex": texture_index, "_ShadeTexture": texture_index}
     lit = [float(x) for x in linear_to_srgb(np.asarray(base_linear[:3]))] + [1.0]

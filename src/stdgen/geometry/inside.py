@@ -209,14 +209,21 @@ def _crossing(tri, t, py, pz):
 
 
 @numba.njit(cache=True)
+def _cells_of(lo, hi, t, box_lo, size, cells):
+    """Inclusive cell ranges j0..j1, k0..k1 of the bin grid under box t (``lo``/``hi`` (F, 2))."""
+    j0 = min(max(int((lo[t, 0] - box_lo[0]) / size[0]), 0), cells - 1)
+    j1 = min(max(int((hi[t, 0] - box_lo[0]) / size[0]), 0), cells - 1)
+    k0 = min(max(int((lo[t, 1] - box_lo[1]) / size[1]), 0), cells - 1)
+    k1 = min(max(int((hi[t, 1] - box_lo[1]) / size[1]), 0), cells - 1)
+    return j0, j1, k0, k1
+
+
+@numba.njit(cache=True)
 def _bin_triangles(lo, hi, box_lo, size, cells):
     f = lo.shape[0]
     counts = np.zeros(cells * cells + 1, np.int64)
     for t in range(f):
-        j0 = min(max(int((lo[t, 0] - box_lo[0]) / size[0]), 0), cells - 1)
-        j1 = min(max(int((hi[t, 0] - box_lo[0]) / size[0]), 0), cells - 1)
-        k0 = min(max(int((lo[t, 1] - box_lo[1]) / size[1]), 0), cells - 1)
-        k1 = min(max(int((hi[t, 1] - box_lo[1]) / size[1]), 0), cells - 1)
+        j0, j1, k0, k1 = _cells_of(lo, hi, t, box_lo, size, cells)
         for j in range(j0, j1 + 1):
             for k in range(k0, k1 + 1):
                 counts[j * cells + k + 1] += 1
@@ -224,10 +231,7 @@ def _bin_triangles(lo, hi, box_lo, size, cells):
     fill = start[:-1].copy()
     items = np.empty(start[-1], np.int64)
     for t in range(f):
-        j0 = min(max(int((lo[t, 0] - box_lo[0]) / size[0]), 0), cells - 1)
-        j1 = min(max(int((hi[t, 0] - box_lo[0]) / size[0]), 0), cells - 1)
-        k0 = min(max(int((lo[t, 1] - box_lo[1]) / size[1]), 0), cells - 1)
-        k1 = min(max(int((hi[t, 1] - box_lo[1]) / size[1]), 0), cells - 1)
+        j0, j1, k0, k1 = _cells_of(lo, hi, t, box_lo, size, cells)
         for j in range(j0, j1 + 1):
             for k in range(k0, k1 + 1):
                 c = j * cells + k

@@ -121,14 +121,7 @@ class Mesh:
         """(N, 3) unit vertex normals: ``normals`` if set, else area-weighted face normals."""
         if self.normals is not None:
             return self.normals
-        v = self.vertices.astype(np.float64)
-        f = self.faces
-        fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # area-weighted
-        vn = np.zeros_like(v)
-        for k in range(3):
-            np.add.at(vn, f[:, k], fn)
-        length = np.linalg.norm(vn, axis=1, keepdims=True)
-        return (vn / np.maximum(length, 1e-30)).astype(np.float32)
+        return vertex_normals(self.vertices, self.faces).astype(np.float32)
 
     def replace(self, **changes) -> Mesh:
         """A copy with some fields replaced (arrays are shared, not copied)."""
@@ -190,6 +183,17 @@ class Mesh:
         if self.texture is not None:
             out["texture"] = torch.from_numpy(self.texture).to(device).float().div_(255.0)
         return out
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 unit area-weighted vertex normals of ``vertices`` (N, 3) and ``faces`` (F, 3);
+    zero for unreferenced vertices."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = twice the area
+    idx = f.reshape(-1)
+    vn = np.stack([np.bincount(idx, np.repeat(fn[:, c], 3), minlength=len(v)) for c in range(3)], 1)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-30)
 
 
 def _per_vertex(a, n: int, width: int | None, what: str, name: str, dtype) -> np.ndarray:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from stdgen.geometry.mesh import vertex_normals
+
 #: Split edges longer than this times their target length (Botsch and Kobbelt's 4/3).
 SPLIT_RATIO = 4.0 / 3.0
 #: Collapse edges shorter than this times their target length (Botsch and Kobbelt's 4/5).
@@ -586,16 +588,6 @@ def flip_edges(vertices, faces, conn: Connectivity, candidates: np.ndarray, min_
 
 
 # -- relaxation --------------------------------------------------------------------------------------------
-def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(N, 3) area-weighted unit vertex normals."""
-    v = vertices
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = len(v)
-    flat = faces.reshape(-1)
-    vn = np.stack([np.bincount(flat, weights=np.repeat(fn[:, k], 3), minlength=n) for k in range(3)], 1)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-30)
-
-
 def tangential_relax(vertices: np.ndarray, faces: np.ndarray, conn: Connectivity, weight: float) -> np.ndarray:
     """Move every free vertex ``weight`` of the way to its neighbours' centroid, in its tangent plane."""
     if weight <= 0 or len(faces) == 0:
@@ -609,7 +601,7 @@ def tangential_relax(vertices: np.ndarray, faces: np.ndarray, conn: Connectivity
                      + np.bincount(e[:, 1], weights=vertices[e[:, 0], k], minlength=n))
     centroid = acc / np.maximum(deg, 1)[:, None]
     d = centroid - vertices
-    nrm = vertex_normals_np(vertices, faces)
+    nrm = vertex_normals(vertices, faces)
     d -= (d * nrm).sum(1, keepdims=True) * nrm
     move = (~conn.frozen) & (deg > 0)
     out = vertices.copy()

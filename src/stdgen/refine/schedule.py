@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from stdgen.geometry.mesh import Mesh
+from stdgen.geometry.mesh import Mesh, vertex_normals
 from stdgen.refine.dilation import DilationConfig, post_dilate, pre_dilate
 from stdgen.refine.explicit_target import ExplicitTargetConfig, explicit_target_pass
 from stdgen.refine.losses import LossWeights, collision_loss, laplacian_loss, mask_loss, masked_normal_loss
 from stdgen.refine.optimizer import VertexAdam, VertexAdamConfig
-from stdgen.refine.remesh import RemeshConfig, remesh, vertex_normals_np
+from stdgen.refine.remesh import RemeshConfig, remesh
 from stdgen.refine.targets import StageTargets, crop_targets, make_targets
 from stdgen.render import antialias, antialias_topology, interpolate, rasterize, shade
 from stdgen.render.camera import Cameras
@@ -146,7 +146,7 @@ def adaptive_edge_length(vertices: np.ndarray, faces: np.ndarray, lmin: float, l
     Curvature per vertex is the largest turn of the vertex normal per unit length along its edges.
     """
     v = np.asarray(vertices, np.float64)
-    n = vertex_normals_np(v, faces)
+    n = vertex_normals(v, faces)
     e = unique_edges(faces)
     length = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
     turn = np.arccos(np.clip((n[e[:, 0]] * n[e[:, 1]]).sum(1), -1, 1))
@@ -183,7 +183,7 @@ class FixedLayers:
             off += len(v)
         v = np.concatenate(vs) if vs else np.zeros((0, 3))
         f = np.concatenate(fs) if fs else np.zeros((0, 3), np.int64)
-        n = vertex_normals_np(v, f) if len(f) else np.zeros((0, 3))
+        n = vertex_normals(v, f) if len(f) else np.zeros((0, 3))
         tree = cKDTree(v) if len(v) else None
         return cls(v, f, n, tree, torch.as_tensor(v, dtype=torch.float32, device=device),
                    torch.as_tensor(f, dtype=torch.long, device=device))

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from stdgen.data.procedural import sdf
 from stdgen.data.procedural.anatomy import Anatomy, anatomy, body_primitives
 from stdgen.data.procedural.params import BodyParams
+from stdgen.geometry.mesh import vertex_normals
 
 #: Primitives remembered per template vertex (those within blending range matter).
 SUBSET_SIZE = 6
@@ -376,7 +377,7 @@ def body_template() -> BodyTemplate:
     labels = _initial_bones(v, prims, dominant, an, names)
     skin_joints, skin_weights = diffuse_weights(labels, len(names), adjacency, iterations=40)
 
-    normals = _vertex_normals(v, f)
+    normals = vertex_normals(v, f)
     face_tris = _face_chart_faces(v, f, normals, prims, dominant, an)
     uvs, uv_faces = _body_uvs(v, f, face_tris, an, labels, names)
     pos, nrm, face_id = _texel_maps(v, f, normals, uvs, uv_faces, 2 * UV_TILE, UV_TILE)
@@ -449,14 +450,6 @@ def _body_uvs(v: np.ndarray, f: np.ndarray, face_tris: np.ndarray, an: Anatomy, 
     uv_faces[face_tris] = finv.reshape(-1, 3)
     uv_faces[rest] = ruv_faces[rest] + len(fuv)
     return np.concatenate([fuv, ruv]).astype(np.float32), uv_faces
-
-
-def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, f[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-20)
 
 
 def _clean_mesh(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -541,7 +534,7 @@ class BodyShape:
     def normals(self, template: BodyTemplate) -> np.ndarray:
         """(N, 3) unit vertex normals of the deformed body (computed once)."""
         if self._normals is None:
-            self._normals = _vertex_normals(self.vertices, template.faces)
+            self._normals = vertex_normals(self.vertices, template.faces)
         return self._normals
 
 

@@ -34,7 +34,7 @@ class PosedSurface:
     vertices, signed by the interpolated vertex normal at the closest point."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
-        from stdgen.data.procedural.meshops import vertex_normals
+        from stdgen.geometry.mesh import vertex_normals
 
         self.v = vertices.astype(np.float64)
         self.f = faces.astype(np.int64)

@@ -200,14 +200,6 @@ def grid_faces(rows: int, cols: int, closed: bool = True) -> np.ndarray:
     return np.concatenate([t1, t2]).astype(np.int32)
 
 
-def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """(N, 3) area-weighted unit vertex normals."""
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    idx = f.reshape(-1)
-    vn = np.stack([np.bincount(idx, np.repeat(fn[:, c], 3), minlength=len(v)) for c in range(3)], 1)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-20)
-
-
 def closest_points_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
                                 ) -> tuple[np.ndarray, np.ndarray]:
     """Closest points on triangles (a, b, c) to points p (broadcasting, last axis 3) and their

@@ -152,20 +152,13 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stdgen.data.dataset_format import list_character_folders, manifest_entry, read_manifest, write_manifest
-    from stdgen.data.render_dataset import RenderConfig
+    from stdgen.data.render_cli import render_config_from_args
     from stdgen.data.vrm.importer import SkipImport, VrmImportConfig
     from stdgen.data.vrm.split import load_part_rules
     from stdgen.errors import InputError, StdgenError
-    from stdgen.utils.device import resolve_device
     from stdgen.utils.io import remove_stale_temporaries
 
-    try:
-        config = RenderConfig(resolution=args.resolution, random_views=args.random_views,
-                              face_views=not args.no_face, top_bottom=not args.no_top_bottom,
-                              posed_views=args.posed_views, random_light=args.random_light,
-                              backend=args.backend, device=str(resolve_device(args.device)))
-    except ValueError as exc:
-        raise StdgenError(str(exc)) from None
+    config = render_config_from_args(args)
     rules = load_part_rules(args.parts)
     import_config = VrmImportConfig(parts=args.parts, require_all_parts=args.require_all_parts)
     files, bad = find_vrm_files(args.inputs)

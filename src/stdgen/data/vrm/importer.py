@@ -36,6 +36,7 @@ from stdgen.data.vrm.split import PartRules, load_part_rules
 from stdgen.errors import InputError, StdgenError
 from stdgen.geometry.mesh import Mesh, merge_meshes
 from stdgen.semantics import PARTS, Part
+from stdgen.utils.color import linear_to_srgb, srgb_to_linear
 
 #: Turns a VRM 0.x model (facing -Z) to face +Z: half a turn about +Y (a rotation, not a mirror,
 #: so the character's left hand stays its left hand, now on +X).
@@ -577,16 +578,6 @@ def _bake_factor(image: np.ndarray, factor: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         out.append(np.clip(image[..., 3:4] * factor[3] + 0.5, 0, 255).astype(np.uint8))
     return np.concatenate(out, 2)
-
-
-def srgb_to_linear(c) -> np.ndarray:
-    c = np.asarray(c, np.float64)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(c) -> np.ndarray:
-    c = np.clip(np.asarray(c, np.float64), 0, 1)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
 
 
 # -- 3. skeleton -----------------------------------------------------------------------------------
