@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the project measures on the lent GPU machine, in a few calls on one warm machine.
-#   bash benchmarks/gpu_session.sh SECTION...    (sections: tests data profile geometry eval vrm refine render)
+#   bash benchmarks/gpu_session.sh SECTION...    (sections: tests data profile geometry eval vrm refine nearest render)
 # Logs go to $OUT (the device tool brings them back) or out/gpu-session. Wheels the machine lacks
 # travel in .whl/ (see /work/.library device README; ../shared/tools/device-wheels.py fetches them).
 set -o pipefail
@@ -24,7 +24,10 @@ for section in "$@"; do
     geometry) run geometry python3 benchmarks/geometry_bench.py --device cuda --only flexicubes volume ;;
     eval) run eval python3 benchmarks/eval_bench.py --device cuda ;;
     vrm) run vrm python3 benchmarks/vrm_bench.py --device cuda ;;
-    refine) run refine python3 benchmarks/refine_bench.py --device cuda ;;
+    refine)
+      run refine python3 benchmarks/refine_bench.py --device cuda --timing-runs 5
+      run refine_profile python3 benchmarks/refine_profile.py "${TMPDIR:-/tmp}/stdgen-refine-bench/0900000" --device cuda ;;
+    nearest) run nearest python3 benchmarks/nearest_bench.py --device cuda ;;
     render) run render python3 benchmarks/render_bench.py --device cuda --cases 100k ;;
     *) echo "unknown section $section"; exit 2 ;;
   esac

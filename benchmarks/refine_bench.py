@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 
 
-def make_folders(work: Path, count: int, resolution: int, device: str = "cpu") -> list[Path]:
+def make_folders(work: Path, count: int, resolution: int, device: str = "cpu", offset: int = 0) -> list[Path]:
     from stdgen.data.render_dataset import RenderConfig, procedural_character, render_to_folder
     from stdgen.data.splits import held_out_seeds
 
     cfg = RenderConfig(resolution=resolution, random_views=0, face_views=False, top_bottom=False, posed_views=0,
                        device=str(device))
     folders = []
-    for seed in held_out_seeds(count):
+    for seed in held_out_seeds(offset + count)[offset:]:
         folder = work / f"{seed:07d}"
         if not (folder / "meta.json").is_file():
             t = time.perf_counter()
@@ -75,10 +75,81 @@ def figures(folder: Path, out: Path, figdir: Path) -> None:
     print(f"wrote {figdir / 'refine-before-after.png'} and {figdir / 'refine-textured.png'}", file=sys.stderr)
 
 
+def report_quality(results: dict, metric_points: int, card: str, timing: bool) -> None:
+    """Print the geometry tables (and, with ``timing``, seconds per layer) of ``results["quality"]``
+    (one entry per character, as the quality pass or ``--merge`` gathers them); store the summary."""
+    keys = {"cb": "chamfer_before", "ca": "chamfer_after", "nb": "normal_consistency_before",
+            "na": "normal_consistency_after", "fb": "fscore_before", "fa": "fscore_after",
+            "pcb": "chamfer_points_before", "pca": "chamfer_points_after",
+            "pnb": "normal_consistency_points_before", "pna": "normal_consistency_points_after",
+            "pen": "penetrating_vertices"}
+    per_part: dict[str, dict[str, list]] = {}
+    for entry in results["quality"]:
+        for part, e in entry["parts"].items():
+            if e.get("chamfer_before") is None:
+                continue
+            d = per_part.setdefault(part, {k: [] for k in keys})
+            for k, name in keys.items():
+                d[k].append(e[name])
+    folders = results["quality"]
+    med = statistics.median
+    print()
+    print(f"## geometry over {len(folders)} held-out characters (point-to-surface, units: the character's "
+          f"height; {metric_points} surface points per mesh)")
+    print("| part | Chamfer before (median) | Chamfer after (median) | ratio median | ratio worst | ≥ 2x | "
+          "NC before (median) | NC after (median) | NC after − before, worst | F@1% before → after (median) | "
+          "penetrating vertices (max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for part, d in per_part.items():
+        ratios = [b / a for b, a in zip(d["cb"], d["ca"]) if a > 0]
+        dnc = [a - b for b, a in zip(d["nb"], d["na"])]
+        pratios = [b / a for b, a in zip(d["pcb"], d["pca"]) if a > 0]
+        row = {"chamfer_before": med(d["cb"]), "chamfer_after": med(d["ca"]),
+               "ratio_median": med(ratios), "ratio_min": min(ratios),
+               "reach_2x": sum(r >= 2 for r in ratios), "characters": len(ratios),
+               "nc_before": med(d["nb"]), "nc_after": med(d["na"]), "nc_gain_worst": min(dnc),
+               "nc_worse": sum(x < 0 for x in dnc),
+               "f_before": med(d["fb"]), "f_after": med(d["fa"]), "penetrating_max": max(d["pen"]),
+               "points_chamfer_before": med(d["pcb"]), "points_chamfer_after": med(d["pca"]),
+               "points_ratio_median": med(pratios), "points_ratio_min": min(pratios),
+               "points_reach_2x": sum(r >= 2 for r in pratios),
+               "points_nc_before": med(d["pnb"]), "points_nc_after": med(d["pna"])}
+        summary[part] = row
+        print(f"| {part} | {row['chamfer_before']:.5f} | {row['chamfer_after']:.5f} | {row['ratio_median']:.2f} | "
+              f"{row['ratio_min']:.2f} | {row['reach_2x']} of {row['characters']} | {row['nc_before']:.3f} | "
+              f"{row['nc_after']:.3f} | {row['nc_gain_worst']:+.3f} ({row['nc_worse']} worse) | "
+              f"{row['f_before']:.3f} → {row['f_after']:.3f} | {row['penetrating_max']} |")
+    print()
+    print("point-to-point (stdgen.eval.geometry.mesh_metrics, same points):")
+    print("| part | Chamfer before | Chamfer after | ratio median | ratio worst | ≥ 2x | NC before | NC after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for part, row in summary.items():
+        print(f"| {part} | {row['points_chamfer_before']:.5f} | {row['points_chamfer_after']:.5f} | "
+              f"{row['points_ratio_median']:.2f} | {row['points_ratio_min']:.2f} | {row['points_reach_2x']} of "
+              f"{row['characters']} | {row['points_nc_before']:.3f} | {row['points_nc_after']:.3f} |")
+    results["summary"] = summary
+    if timing:  # no separate timing runs: per-layer seconds over the quality characters (one run each)
+        keys_t = ["coarse", "body", "clothes", "hair", "texture", "total"]
+        q = results["quality"]
+        wall = {k: statistics.median(r["seconds"].get(k, 0.0) for r in q) for k in keys_t}
+        cpu = {k: statistics.median(r["cpu_seconds"].get(k, 0.0) for r in q) for k in keys_t if k != "coarse"}
+        results["timing"] = {"wall": wall, "cpu": cpu, "runs": 1, "characters": len(q)}
+        print()
+        print(f"## seconds per layer ({card}, median over {len(q)} characters, one run each)")
+        print("| stage | wall s (median) | wall s (max) | cpu s (median) |")
+        print("|---|---|---|---|")
+        for k in keys_t:
+            print(f"| {k} | {wall[k]:.1f} | {max(r['seconds'].get(k, 0.0) for r in q):.1f} | "
+                  f"{cpu.get(k, float('nan')):.1f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--characters", type=int, default=1, help="held-out characters for the quality figures")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="skip this many held-out characters (split a long run over processes)")
     ap.add_argument("--timing-runs", type=int, default=3, help="timed runs on the first character (after a warm-up)")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "stdgen-refine-bench"),
                     help="where character folders and outputs go (reused)")
@@ -87,10 +158,24 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON file for the results (default: WORK/results-DEVICE.json)")
     ap.add_argument("--figures", default=None, metavar="DIR",
                     help="also write the README pictures refine-*.png of the first character into DIR")
+    ap.add_argument("--set", nargs="*", default=[], metavar="STAGE.FIELD=VALUE",
+                    help="PipelineConfig overrides, as in refine_profile.py (e.g. '*.remesh_every=4')")
+    ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
+                    help="only combine the quality entries of earlier runs' results files and print the tables")
     args = ap.parse_args(argv)
+    if args.merge:
+        runs_ = [json.loads(Path(f).read_text()) for f in args.merge]
+        merged = {"device": runs_[0]["device"], "card": runs_[0]["card"], "merged": args.merge,
+                  "quality": [q for r in runs_ for q in r["quality"]]}
+        from stdgen.refine.pipeline import PipelineConfig
 
+        report_quality(merged, PipelineConfig().metric_points, merged["card"], timing=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(merged, indent=1))
+        return 0
     import torch
 
+    from refine_profile import override_config
     from stdgen.refine.pipeline import PipelineConfig, refine_folder
     from stdgen.utils.device import resolve_device
 
@@ -99,17 +184,20 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    folders = make_folders(work, max(1, args.characters), args.resolution, device.type)
+    folders = make_folders(work, max(1, args.characters), args.resolution, device.type, args.offset)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {device} ({card}), torch threads: {torch.get_num_threads()}", file=sys.stderr)
 
     results: dict = {"device": str(device), "card": card, "threads": torch.get_num_threads(), "timing": {},
                      "quality": []}
     cfg = PipelineConfig()
+    override_config(cfg, args.set)
+    results["overrides"] = args.set
     # -- timing ---------------------------------------------------------------------------------------
     runs = []
     # Timing runs skip the metrics but the last (they run after the clock stops anyway, on the CPU).
     timing_cfg = PipelineConfig(metrics=False)
+    override_config(timing_cfg, args.set)
     last_report = None
     for i in range(args.timing_runs + 1 if args.timing_runs else 0):
         last = i == args.timing_runs
@@ -138,12 +226,6 @@ def main(argv=None) -> int:
 
     # -- quality over the characters --------------------------------------------------------------------
     if args.characters > 1 or args.timing_runs == 0:
-        keys = {"cb": "chamfer_before", "ca": "chamfer_after", "nb": "normal_consistency_before",
-                "na": "normal_consistency_after", "fb": "fscore_before", "fa": "fscore_after",
-                "pcb": "chamfer_points_before", "pca": "chamfer_points_after",
-                "pnb": "normal_consistency_points_before", "pna": "normal_consistency_points_after",
-                "pen": "penetrating_vertices"}
-        per_part: dict[str, dict[str, list]] = {}
         for folder in folders:
             if folder == folders[0] and last_report is not None:
                 report = last_report
@@ -151,66 +233,11 @@ def main(argv=None) -> int:
                 report = refine_folder(folder, work / "out" / folder.name, device=device, config=cfg, progress=False)
             results["quality"].append({"character": folder.name, "parts": report["parts"],
                                        "seconds": report["seconds"], "cpu_seconds": report["cpu_seconds"]})
-            for part, e in report["parts"].items():
-                if e.get("chamfer_before") is None:
-                    continue
-                d = per_part.setdefault(part, {k: [] for k in keys})
-                for k, name in keys.items():
-                    d[k].append(e[name])
             print(f"{folder.name} ({report['seconds']['total']:.0f} s): " + ", ".join(
                 f"{p} {e['chamfer_before']:.5f}->{e['chamfer_after']:.5f} "
                 f"NC {e['normal_consistency_before']:.3f}->{e['normal_consistency_after']:.3f}"
                 for p, e in report["parts"].items() if e.get("chamfer_before") is not None), file=sys.stderr)
-        med = statistics.median
-        print()
-        print(f"## geometry over {len(folders)} held-out characters (point-to-surface, units: the character's "
-              f"height; {cfg.metric_points} surface points per mesh)")
-        print("| part | Chamfer before (median) | Chamfer after (median) | ratio median | ratio worst | ≥ 2x | "
-              "NC before (median) | NC after (median) | NC after − before, worst | F@1% before → after (median) | "
-              "penetrating vertices (max) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-        summary = {}
-        for part, d in per_part.items():
-            ratios = [b / a for b, a in zip(d["cb"], d["ca"]) if a > 0]
-            dnc = [a - b for b, a in zip(d["nb"], d["na"])]
-            pratios = [b / a for b, a in zip(d["pcb"], d["pca"]) if a > 0]
-            row = {"chamfer_before": med(d["cb"]), "chamfer_after": med(d["ca"]),
-                   "ratio_median": med(ratios), "ratio_min": min(ratios),
-                   "reach_2x": sum(r >= 2 for r in ratios), "characters": len(ratios),
-                   "nc_before": med(d["nb"]), "nc_after": med(d["na"]), "nc_gain_worst": min(dnc),
-                   "nc_worse": sum(x < 0 for x in dnc),
-                   "f_before": med(d["fb"]), "f_after": med(d["fa"]), "penetrating_max": max(d["pen"]),
-                   "points_chamfer_before": med(d["pcb"]), "points_chamfer_after": med(d["pca"]),
-                   "points_ratio_median": med(pratios), "points_ratio_min": min(pratios),
-                   "points_reach_2x": sum(r >= 2 for r in pratios),
-                   "points_nc_before": med(d["pnb"]), "points_nc_after": med(d["pna"])}
-            summary[part] = row
-            print(f"| {part} | {row['chamfer_before']:.5f} | {row['chamfer_after']:.5f} | {row['ratio_median']:.2f} | "
-                  f"{row['ratio_min']:.2f} | {row['reach_2x']} of {row['characters']} | {row['nc_before']:.3f} | "
-                  f"{row['nc_after']:.3f} | {row['nc_gain_worst']:+.3f} ({row['nc_worse']} worse) | "
-                  f"{row['f_before']:.3f} → {row['f_after']:.3f} | {row['penetrating_max']} |")
-        print()
-        print("point-to-point (stdgen.eval.geometry.mesh_metrics, same points):")
-        print("| part | Chamfer before | Chamfer after | ratio median | ratio worst | ≥ 2x | NC before | NC after |")
-        print("|---|---|---|---|---|---|---|---|")
-        for part, row in summary.items():
-            print(f"| {part} | {row['points_chamfer_before']:.5f} | {row['points_chamfer_after']:.5f} | "
-                  f"{row['points_ratio_median']:.2f} | {row['points_ratio_min']:.2f} | {row['points_reach_2x']} of "
-                  f"{row['characters']} | {row['points_nc_before']:.3f} | {row['points_nc_after']:.3f} |")
-        results["summary"] = summary
-        if not runs:  # no separate timing runs: per-layer seconds over the quality characters (one run each)
-            keys_t = ["coarse", "body", "clothes", "hair", "texture", "total"]
-            q = results["quality"]
-            wall = {k: statistics.median(r["seconds"].get(k, 0.0) for r in q) for k in keys_t}
-            cpu = {k: statistics.median(r["cpu_seconds"].get(k, 0.0) for r in q) for k in keys_t if k != "coarse"}
-            results["timing"] = {"wall": wall, "cpu": cpu, "runs": 1, "characters": len(q)}
-            print()
-            print(f"## seconds per layer ({card}, median over {len(q)} characters, one run each)")
-            print("| stage | wall s (median) | wall s (max) | cpu s (median) |")
-            print("|---|---|---|---|")
-            for k in keys_t:
-                print(f"| {k} | {wall[k]:.1f} | {max(r['seconds'].get(k, 0.0) for r in q):.1f} | "
-                      f"{cpu.get(k, float('nan')):.1f} |")
+        report_quality(results, cfg.metric_points, card, timing=not runs)
     if args.figures:
         figures(folders[0], work / "out" / folders[0].name, Path(args.figures))
     out = Path(args.out) if args.out else work / f"results-{device.type}.json"

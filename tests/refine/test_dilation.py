@@ -63,3 +63,18 @@ def test_post_dilation_pushes_penetrating_vertices_out():
     assert rr.min() > 1.0 - 1e-3
     # Points already outside moved at most by the spread of the pushes, and stay outside.
     assert (rr[r > 1] >= 1.0).all()
+
+
+def test_flow_field_is_the_same_with_the_brute_force_search():
+    # The GPU path searches neighbours by brute force (NearestPoints); the field must not change.
+    from stdgen.geometry.nearest import NearestPoints
+
+    rng = np.random.default_rng(4)
+    sources = rng.uniform(-0.1, 0.1, (300, 3))
+    disp = rng.normal(0, 0.02, (300, 3))
+    queries = rng.uniform(-0.3, 0.3, (2000, 3))
+    kw = dict(sigma=0.03, cutoff=0.1, neighbours=8)
+    ref = flow_field(sources, disp, queries, **kw)
+    got = flow_field(sources, disp, queries, tree=NearestPoints(sources, backend="brute"), **kw)
+    assert np.abs(ref).max() > 0 and (ref == 0).all(1).sum() > 100
+    np.testing.assert_allclose(got, ref, atol=1e-12)

@@ -181,3 +181,33 @@ def test_unique_edges_match_numpy_unique():
     order, ptr = _counting_order(lo, n)
     assert np.array_equal(order, np.argsort(lo, kind="stable"))
     assert np.array_equal(ptr, np.concatenate([[0], np.cumsum(np.bincount(lo, minlength=n))]))
+
+
+def test_mesh_edges_and_adaptive_lengths_match_numpy():
+    import trimesh
+
+    from stdgen.geometry.mesh import vertex_normals
+    from stdgen.refine.remesh import adaptive_edge_length, mesh_edges
+
+    tm = trimesh.creation.icosphere(3)
+    v = np.asarray(tm.vertices) * [1.0, 0.4, 0.7]  # an ellipsoid: curvature varies over it
+    f = np.asarray(tm.faces)
+    e_ref = np.unique(np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1), axis=0)
+    e = mesh_edges(f)
+    assert np.array_equal(e, e_ref) and mesh_edges(np.zeros((0, 3), int)).shape == (0, 2)
+    # The adaptive target against a plain numpy statement of it (np.maximum.at / np.minimum.at).
+    n = vertex_normals(v, f)
+    length = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
+    k_edge = np.arccos(np.clip((n[e[:, 0]] * n[e[:, 1]]).sum(1), -1, 1)) / length
+    kappa = np.zeros(len(v))
+    np.maximum.at(kappa, e[:, 0], k_edge)
+    np.maximum.at(kappa, e[:, 1], k_edge)
+    want = np.clip(0.25 / np.maximum(kappa, 1e-12), 0.02, 0.2)
+    for _ in range(2):
+        nb = np.full(len(v), np.inf)
+        np.minimum.at(nb, e[:, 0], want[e[:, 1]])
+        np.minimum.at(nb, e[:, 1], want[e[:, 0]])
+        want = np.minimum(want, 1.5 * nb)
+    got = adaptive_edge_length(v, f, 0.02, 0.2, 0.25)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got.min() < got.max()  # the ellipsoid's ends want shorter edges than its flanks

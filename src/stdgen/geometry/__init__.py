@@ -14,6 +14,7 @@ Modules (imported lazily, so ``import stdgen.geometry`` stays light for code tha
 - :mod:`~stdgen.geometry.marching` fast marching cubes;
 - :mod:`~stdgen.geometry.layers` body / clothes / hair extraction;
 - :mod:`~stdgen.geometry.voxelize` a character -> SDF grid + class probabilities;
+- :mod:`~stdgen.geometry.nearest` nearest-point search (k-d tree on the host, Triton on a GPU);
 - :mod:`~stdgen.geometry.demo` ``stdgen layers-demo``.
 """
 
@@ -27,6 +28,7 @@ _LAZY = {
     "contains": "inside", "contains_grid": "inside",
     "composite": "volume", "render_rays": "volume", "RayBundle": "volume",
     "sample_triplane": "triplane",
+    "NearestPoints": "nearest",
     "semantic_sdf": "semantic_sdf", "layer_sdf": "semantic_sdf",
     "Grid": "grid", "IsoSurface": "grid",
     "flexicubes": "flexicubes", "marching_cubes": "marching",

@@ -25,7 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
+
+from stdgen.geometry.nearest import NearestPoints
 
 
 @dataclass
@@ -43,6 +46,9 @@ class DilationConfig:
     rounds: int = 4
     #: Post-dilation spreads pushes over this decay length (a few edge lengths).
     spread_sigma: float = 0.01
+    #: Post-dilation tests vertices against samples of the inner surface this far apart, as a
+    #: fraction of its mean edge length (depth error about (spacing / 2)^2 x curvature: microns).
+    sample_spacing: float = 0.4
 
 
 def falloff(d: np.ndarray, sigma: float, cutoff: float) -> np.ndarray:
@@ -54,18 +60,37 @@ def falloff(d: np.ndarray, sigma: float, cutoff: float) -> np.ndarray:
     return np.where(d < cutoff, np.clip(phi, 0.0, 1.0), 0.0)
 
 
+def _nearest(points: np.ndarray, device) -> cKDTree | NearestPoints:
+    """A nearest-point index: scipy's k-d tree on the host, the brute-force tiles on a GPU."""
+    dev = torch.device(device)
+    return NearestPoints(points, dev) if dev.type == "cuda" else cKDTree(points)
+
+
+def _query(tree: cKDTree | NearestPoints, queries: np.ndarray, k: int,
+           cutoff: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """``(distance (Q, k), index (Q, k))`` numpy arrays; neighbours at ``cutoff`` or beyond get an
+    infinite distance (as scipy's ``distance_upper_bound`` gives them)."""
+    if isinstance(tree, NearestPoints):
+        d, idx = tree.query(torch.as_tensor(queries, device=tree.device), k=k)
+        d, idx = d.cpu().numpy(), idx.cpu().numpy()
+        return np.where(d < cutoff, d, np.inf), idx
+    d, idx = tree.query(queries, k=k, distance_upper_bound=cutoff, workers=-1)
+    return np.asarray(d).reshape(len(queries), k), np.asarray(idx).reshape(len(queries), k)
+
+
 def flow_field(sources: np.ndarray, displacements: np.ndarray, queries: np.ndarray, *, sigma: float,
-               cutoff: float, neighbours: int = 8, tree: cKDTree | None = None) -> np.ndarray:
+               cutoff: float, neighbours: int = 8, tree: cKDTree | NearestPoints | None = None,
+               device="cpu") -> np.ndarray:
     """Displacement (Q, 3) at ``queries`` (Q, 3) of a field given at ``sources`` (M, 3) with
-    ``displacements`` (M, 3); zero at every query farther than ``cutoff`` from all sources."""
+    ``displacements`` (M, 3); zero at every query farther than ``cutoff`` from all sources.
+    ``device``: where the nearest sources are searched when no ``tree`` is given (a GPU: brute force)."""
     queries = np.asarray(queries, np.float64)
     out = np.zeros_like(queries)
     if len(sources) == 0 or len(queries) == 0:
         return out
     k = int(min(neighbours, len(sources)))
-    tree = tree or cKDTree(sources)
-    d, idx = tree.query(queries, k=k, distance_upper_bound=cutoff)
-    d, idx = d.reshape(len(queries), k), idx.reshape(len(queries), k)
+    tree = tree if tree is not None else _nearest(np.asarray(sources, np.float64), device)
+    d, idx = _query(tree, queries, k, cutoff)
     valid = np.isfinite(d)
     w = np.where(valid, np.exp(-np.where(valid, d, 0.0) / sigma), 0.0)
     safe_idx = np.where(valid, idx, 0)
@@ -78,20 +103,22 @@ def flow_field(sources: np.ndarray, displacements: np.ndarray, queries: np.ndarr
 
 
 def pre_dilate(outer: np.ndarray, inner_origin: np.ndarray, inner_now: np.ndarray,
-               config: DilationConfig | None = None) -> np.ndarray:
+               config: DilationConfig | None = None, device="cpu") -> np.ndarray:
     """Carry ``outer`` (Q, 3) vertices with the inner layers' motion ``inner_origin -> inner_now``
-    (each (M, 3), one row per inner vertex)."""
+    (each (M, 3), one row per inner vertex). ``device``: where nearest points are searched."""
     cfg = config or DilationConfig()
     disp = np.asarray(inner_now, np.float64) - np.asarray(inner_origin, np.float64)
     return np.asarray(outer, np.float64) + flow_field(inner_origin, disp, outer, sigma=cfg.sigma,
-                                                      cutoff=cfg.cutoff, neighbours=cfg.neighbours)
+                                                      cutoff=cfg.cutoff, neighbours=cfg.neighbours, device=device)
 
 
 def post_dilate(outer: np.ndarray, inner_vertices: np.ndarray, inner_faces: np.ndarray,
-                config: DilationConfig | None = None, movable: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                config: DilationConfig | None = None, movable: np.ndarray | None = None,
+                device="cpu") -> tuple[np.ndarray, int]:
     """Push vertices of ``outer`` (Q, 3) that lie inside the closed inner surface out to ``margin``
     beyond it, spreading each push smoothly to nearby outer vertices. Returns the moved vertices
-    and how many were inside at the start."""
+    and how many were inside at the start. ``device``: where nearest points are searched (on a
+    GPU the inner surface's dense samples are searched by brute force, not a k-d tree)."""
     from stdgen.refine.losses import surface_samples
 
     cfg = config or DilationConfig()
@@ -99,12 +126,12 @@ def post_dilate(outer: np.ndarray, inner_vertices: np.ndarray, inner_faces: np.n
     if len(out) == 0 or len(inner_faces) == 0:
         return out, 0
     iv, jf = np.asarray(inner_vertices, np.float64), np.asarray(inner_faces, np.int64)
-    spacing = 0.2 * float(np.linalg.norm(iv[jf[:, 0]] - iv[jf[:, 1]], axis=1).mean())
+    spacing = cfg.sample_spacing * float(np.linalg.norm(iv[jf[:, 0]] - iv[jf[:, 1]], axis=1).mean())
     samples, normals = surface_samples(iv, jf, spacing)
-    tree = cKDTree(samples)
+    tree = _nearest(samples, device)
     first = None
     for _ in range(max(1, cfg.rounds)):
-        _, idx = tree.query(out, k=1)
+        idx = _query(tree, out, 1)[1][:, 0]
         depth = ((samples[idx] - out) * normals[idx]).sum(1)
         inside = depth > -cfg.margin * 0.5
         if movable is not None:
@@ -115,7 +142,7 @@ def post_dilate(outer: np.ndarray, inner_vertices: np.ndarray, inner_faces: np.n
             break
         push = (depth[inside] + cfg.margin)[:, None] * normals[idx[inside]]
         field = flow_field(out[inside], push, out, sigma=cfg.spread_sigma, cutoff=6 * cfg.spread_sigma,
-                           neighbours=cfg.neighbours)
+                           neighbours=cfg.neighbours, device=device)
         if movable is not None:
             field[~movable] = 0
         field[inside] = push  # the offending vertices themselves get their whole push

@@ -100,7 +100,9 @@ def explicit_target_pass(vertices: np.ndarray, faces: np.ndarray, cameras: Camer
     """Run the pass on one part (topology fixed); returns the moved vertices (N, 3).
 
     ``pixel`` is the views' pixel size in metres; ``fixed_*`` are the inner layers (occluders for
-    visibility and the collision loss's inner mesh); ``scale`` the collision loss's length unit.
+    visibility and the collision loss's inner mesh; normals as an array or a tensor);
+    ``collision_tree`` a nearest-point index over ``fixed_vertices``
+    (:class:`~stdgen.geometry.nearest.NearestPoints`); ``scale`` the collision loss's length unit.
     """
     cfg = config or ExplicitTargetConfig()
     if cfg.steps <= 0 or len(faces) == 0:
@@ -111,6 +113,7 @@ def explicit_target_pass(vertices: np.ndarray, faces: np.ndarray, cameras: Camer
     nf = 0 if fixed_vertices is None else len(fixed_vertices)
     if nf:
         fv = torch.as_tensor(np.asarray(fixed_vertices), dtype=torch.float32, device=dev)
+        fn = None if fixed_normals is None else torch.as_tensor(fixed_normals, dtype=torch.float32, device=dev)
         scene_faces = torch.cat([torch.as_tensor(np.asarray(fixed_faces), dtype=torch.long, device=dev), tri + nf])
     else:
         fv = v[:0]
@@ -139,7 +142,7 @@ def explicit_target_pass(vertices: np.ndarray, faces: np.ndarray, cameras: Camer
         if cfg.laplacian > 0:
             loss = loss + cfg.laplacian * laplacian_loss(x, edges, vlen)
         if nf and cfg.collision > 0 and fixed_normals is not None:
-            loss = loss + cfg.collision * collision_loss(x, fixed_vertices, fixed_normals, collision_tree, scale)
+            loss = loss + cfg.collision * collision_loss(x, fv, fn, collision_tree, scale)
         (grad,) = torch.autograd.grad(loss, x)
         opt.step(v, grad, vlen)
     return v.detach().cpu().double().numpy()

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from stdgen.geometry.mesh import vertex_normals
+
 
 @dataclass
 class LossWeights:
@@ -56,24 +58,33 @@ def masked_normal_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.T
     return (weight * (pred - target).square()).sum() / (pixels or pred[0, ..., 0].numel())
 
 
-def collision_loss(outer: torch.Tensor, inner_vertices: np.ndarray, inner_normals: np.ndarray,
-                   tree: cKDTree | None = None, scale: float = 1.0, margin: float = 0.0) -> torch.Tensor:
+def collision_loss(outer: torch.Tensor, inner_vertices, inner_normals, tree=None, scale: float = 1.0,
+                   margin: float = 0.0) -> torch.Tensor:
     """Eq. 13: ``mean_i max(((v_j - v_i) . n_j + margin) / scale, 0)^3``.
 
     Args:
         outer: (n, 3) outer-layer vertices (differentiable).
-        inner_vertices: (m, 3) fixed inner-layer vertices; ``inner_normals`` (m, 3) their unit normals.
-        tree: a ``cKDTree`` over ``inner_vertices`` (built here if omitted; build it once per layer).
+        inner_vertices: (m, 3) fixed inner-layer vertices; ``inner_normals`` (m, 3) their unit normals
+            (tensors on ``outer``'s device, or arrays).
+        tree: a :class:`~stdgen.geometry.nearest.NearestPoints` (or scipy ``cKDTree``) over
+            ``inner_vertices``; built here if omitted: build it once per layer.
         scale: length unit of the loss (the frame half-size); ``margin`` (metres) an optional gap.
 
     Nearest neighbours are found without gradient (the paper's v_j is a fixed lookup).
     """
+    from stdgen.geometry.nearest import NearestPoints
+
     if outer.shape[0] == 0 or len(inner_vertices) == 0:
         return outer.sum() * 0
-    tree = tree or cKDTree(inner_vertices)
-    _, idx = tree.query(outer.detach().cpu().double().numpy(), k=1)
-    vj = torch.as_tensor(inner_vertices[idx], dtype=outer.dtype, device=outer.device)
-    nj = torch.as_tensor(inner_normals[idx], dtype=outer.dtype, device=outer.device)
+    tree = tree if tree is not None else NearestPoints(inner_vertices, outer.device)
+    if isinstance(tree, NearestPoints):
+        idx = tree.query(outer)[1][:, 0]
+    else:
+        _, idx = tree.query(outer.detach().cpu().double().numpy(), k=1)
+        idx = torch.as_tensor(idx, dtype=torch.long, device=outer.device)
+    iv = torch.as_tensor(inner_vertices, dtype=outer.dtype, device=outer.device)
+    inn = torch.as_tensor(inner_normals, dtype=outer.dtype, device=outer.device)
+    vj, nj = iv[idx], inn[idx]
     depth = (((vj - outer) * nj).sum(-1) + margin) / scale
     return depth.clamp(min=0).pow(3).mean()
 
@@ -113,10 +124,7 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray, spacing: float,
     flip = r1 + r2 > 1
     r1[flip], r2[flip] = 1 - r1[flip], 1 - r2[flip]
     pts = v[f[fi, 0]] + r1[:, None] * e1[fi] + r2[:, None] * e2[fi]
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, f[:, k], cross)
-    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-30)
+    vn = vertex_normals(v, f)
     used = np.unique(f)
     return np.concatenate([v[used], pts]), np.concatenate([vn[used], fn[fi]])
 

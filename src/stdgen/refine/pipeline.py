@@ -9,6 +9,7 @@ colours (:mod:`stdgen.refine.texture`), and writes, atomically, ``character.glb`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ import torch
 
 from stdgen.errors import InputError
 from stdgen.geometry.mesh import Mesh, merge_meshes
+from stdgen.refine.atlas import AtlasWorker, PendingAtlas
 from stdgen.refine.coarse import CoarseConfig, coarse_layers, read_coarse_dir
 from stdgen.refine.schedule import RefineConfig, RefineResult, refine_character
 from stdgen.refine.targets import STAGE_LAYER_SET, targets_from_renders
@@ -153,26 +155,40 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
         coarse = coarse_layers(true, cfg.coarse)
     seconds["coarse"] = time.perf_counter() - t0
     targets = {p: targets_from_renders(renders, p, device=dev) for p in PARTS if not coarse[p].is_empty}
-    result: RefineResult = refine_character(coarse, targets, cfg.refine, device=dev, progress=progress)
-    seconds.update(result.seconds)
-    cpu.update(result.cpu_seconds)
-    for p in PARTS:
-        seconds.setdefault(p.key, 0.0)
-        cpu.setdefault(p.key, 0.0)
+    # Each part's UV atlas (xatlas, on the host) is made in a helper process as soon as the part is
+    # final, while the next part is refined; only the bake waits for the schedule's end.
+    atlases: dict[Part, PendingAtlas] = {}
+    background = cfg.texture.atlas_in_background and cfg.texture.mode == "texture"
+    with AtlasWorker() if background else contextlib.nullcontext() as worker:
 
-    # Texture each part from the colours of the layer set its stage was compared with.
-    t0 = time.perf_counter()
-    c0 = time.process_time()
-    refined: dict[Part, Mesh] = {p: result.meshes.get(p, _empty(p)) for p in PARTS}
-    gen = renders.view_index("gen")
-    textured: dict[Part, Mesh] = {}
-    for p in tqdm([p for p in PARTS if not refined[p].is_empty], desc="texture", disable=not progress, leave=False):
-        layer = STAGE_LAYER_SET[p]
-        scene = merge_meshes([Mesh(refined[q].vertices, refined[q].faces) for q in PARTS
-                              if q <= p and not refined[q].is_empty])
-        images = torch.as_tensor(renders.layers[layer].rgb[gen]).float() / 255.0
-        textured[p] = texture_part(refined[p], images, renders.cameras(gen), scene.vertices, scene.faces,
-                                   cfg.texture, device=dev)
+        def start_atlas(part: Part, mesh: Mesh) -> None:
+            if not mesh.is_empty:
+                t = cfg.texture
+                atlases[part] = worker.submit(mesh.vertices, mesh.faces, t.size, t.padding, t.atlas_charts_hint)
+
+        result: RefineResult = refine_character(coarse, targets, cfg.refine, device=dev, progress=progress,
+                                                on_part_done=start_atlas if background else None)
+        seconds.update(result.seconds)
+        cpu.update(result.cpu_seconds)
+        for p in PARTS:
+            seconds.setdefault(p.key, 0.0)
+            cpu.setdefault(p.key, 0.0)
+
+        # Texture each part from the colours of the layer set its stage was compared with.
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        refined: dict[Part, Mesh] = {p: result.meshes.get(p, _empty(p)) for p in PARTS}
+        gen = renders.view_index("gen")
+        textured: dict[Part, Mesh] = {}
+        for p in tqdm([p for p in PARTS if not refined[p].is_empty], desc="texture", disable=not progress,
+                      leave=False):
+            layer = STAGE_LAYER_SET[p]
+            scene = merge_meshes([Mesh(refined[q].vertices, refined[q].faces) for q in PARTS
+                                  if q <= p and not refined[q].is_empty])
+            images = torch.as_tensor(renders.layers[layer].rgb[gen]).float() / 255.0
+            atlas = atlases[p].result() if p in atlases else None
+            textured[p] = texture_part(refined[p], images, renders.cameras(gen), scene.vertices, scene.faces,
+                                       cfg.texture, device=dev, atlas=atlas)
     seconds["texture"] = time.perf_counter() - t0
     cpu["texture"] = time.process_time() - c0
     seconds["total"] = time.perf_counter() - t_start

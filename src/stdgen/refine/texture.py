@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from stdgen.geometry.mesh import Mesh
+from stdgen.refine.atlas import uv_atlas
 from stdgen.render import interpolate, rasterize, shade
 from stdgen.render.camera import Cameras
 
@@ -44,36 +45,11 @@ class TextureConfig:
     min_alpha: float = 0.5
     #: ``"texture"`` (UV atlas) or ``"vertex"`` (vertex colours, the fallback).
     mode: str = "texture"
-
-
-def uv_atlas(vertices: np.ndarray, faces: np.ndarray, size: int = 1024, padding: int = 4,
-             max_charts_hint: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """xatlas UVs for a mesh: ``(uvs (M, 2) float32 in [0, 1], uv_faces (F, 3) int32)``.
-
-    The UVs follow the glTF convention as far as this module is concerned (texel row = v * size);
-    geometry vertices are not split (``uv_faces`` indexes the UVs per face corner). No chart is
-    larger than ``1 / max_charts_hint`` of the surface.
-    """
-    import xatlas
-
-    v = np.ascontiguousarray(vertices, np.float32)
-    f = np.ascontiguousarray(faces, np.uint32)
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(v, f)
-    chart = xatlas.ChartOptions()
-    # Capping the chart area makes xatlas's chart growing about ten times faster on our meshes
-    # (measured: 24 s -> 3 s for a 12k-face body) at the price of more, smaller charts.
-    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
-    chart.max_chart_area = float(area / max_charts_hint)
-    chart.max_iterations = 1
-    pack = xatlas.PackOptions()
-    pack.resolution = int(size)
-    pack.padding = int(padding)
-    pack.bilinear = True
-    pack.rotate_charts = True
-    atlas.generate(chart, pack)
-    _vmapping, indices, uvs = atlas[0]
-    return np.asarray(uvs, np.float32), np.asarray(indices, np.int32).reshape(-1, 3)
+    #: No atlas chart covers more than ``1 / atlas_charts_hint`` of the part's surface (see
+    #: :func:`uv_atlas`: smaller charts are much faster for xatlas to grow).
+    atlas_charts_hint: int = 256
+    #: ``stdgen refine``: chart each part in a helper process while the next part is refined.
+    atlas_in_background: bool = True
 
 
 def texel_surface(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor,
@@ -154,10 +130,12 @@ def pull_push_fill(color: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_vertices: np.ndarray,
-                 scene_faces: np.ndarray, config: TextureConfig | None = None, device="cpu") -> Mesh:
+                 scene_faces: np.ndarray, config: TextureConfig | None = None, device="cpu",
+                 atlas: tuple[np.ndarray, np.ndarray] | None = None) -> Mesh:
     """``mesh`` with a baked texture (``uvs``, ``uv_faces``, ``texture``) or, in ``"vertex"`` mode,
     vertex ``colors``, from ``images`` (V, H, W, 4) seen by ``cameras`` over the scene
-    ``scene_vertices`` / ``scene_faces`` (all layers visible in those images, ``mesh`` included)."""
+    ``scene_vertices`` / ``scene_faces`` (all layers visible in those images, ``mesh`` included).
+    ``atlas``: ``(uvs, uv_faces)`` from :func:`uv_atlas` on this mesh, if already made."""
     cfg = config or TextureConfig()
     if mesh.is_empty:
         return mesh
@@ -178,7 +156,11 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
         return mesh.replace(colors=colors, uvs=None, uv_faces=None, texture=None)
     if cfg.mode != "texture":
         raise ValueError(f"texture mode: expected 'texture' or 'vertex', got {cfg.mode!r}")
-    uvs, uv_faces = uv_atlas(mesh.vertices, mesh.faces, cfg.size, cfg.padding)
+    if atlas is None:
+        atlas = uv_atlas(mesh.vertices, mesh.faces, cfg.size, cfg.padding, cfg.atlas_charts_hint)
+    uvs, uv_faces = atlas
+    if len(uv_faces) != len(mesh.faces):
+        raise ValueError(f"texture_part: the atlas has {len(uv_faces)} faces, the mesh {len(mesh.faces)}")
     uv_t = torch.as_tensor(uvs, device=dev)
     uf_t = torch.as_tensor(uv_faces, dtype=torch.long, device=dev)
     point, normal, covered = texel_surface(v, f, uv_t, uf_t, cfg.size)
