@@ -1,7 +1,8 @@
 """UV atlases: valid charts, and the helper process gives what charting in-process gives."""
 
-import os
-import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import trimesh
@@ -29,13 +30,35 @@ def test_atlas_worker_matches_in_process_and_survives_a_dead_helper():
     v, f = _mesh()
     want = uv_atlas(v, f, 256, 2, 64)
     with AtlasWorker() as worker:
-        assert worker._pool is not None
-        got = worker.submit(v, f, 256, 2, 64).result()
-        assert got[1].shape == want[1].shape
+        first, second = worker.submit(v, f, 256, 2, 64), worker.submit(v * 2, f, 256, 2, 64)
+        got = first.result()
+        assert worker._proc is not None and worker._proc.poll() is None  # charted in the helper
         np.testing.assert_allclose(got[0], want[0], atol=1e-6)
         np.testing.assert_array_equal(got[1], want[1])
-        # Kill the helper: the next atlas is made here instead, the same.
-        for pid in list(worker._pool._processes):
-            os.kill(pid, signal.SIGKILL)
+        assert second.result()[1].shape == f.shape
+        # Kill the helper: later atlases are made here instead, the same.
+        worker._proc.kill()
+        worker._proc.wait()
         again = worker.submit(v, f, 256, 2, 64).result()
         np.testing.assert_array_equal(again[1], want[1])
+    assert worker._proc is None
+
+
+def test_atlas_worker_does_not_rerun_an_unguarded_script(tmp_path):
+    # A user's script without a main guard: the helper must not import it (a multiprocessing
+    # child would, and run the script's work twice).
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "user_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import trimesh
+        from stdgen.refine.atlas import AtlasWorker
+        with open({str(marker)!r}, "a") as fh:
+            fh.write("run\\n")
+        m = trimesh.creation.icosphere(2)
+        with AtlasWorker() as w:
+            uvs, uv_faces = w.submit(m.vertices, m.faces, 128, 2, 16).result()
+        assert uv_faces.shape == m.faces.shape
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert marker.read_text() == "run\n"

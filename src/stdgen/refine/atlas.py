@@ -1,17 +1,19 @@
 """UV atlases of refined parts (xatlas), in this process or in a helper process.
 
-This module imports only numpy (and xatlas when called), so a helper process started with
-``spawn`` loads it in a fraction of a second. xatlas holds Python's GIL while it charts, so a
-thread would stall the refinement beside it; :class:`AtlasWorker` runs the charting in another
-process instead, where it overlaps the next part's refinement for real.
+xatlas holds Python's GIL while it charts, so a thread would stall the refinement beside it;
+:class:`AtlasWorker` runs the charting in a helper process instead (``python -m
+stdgen.refine.atlas``, which imports only numpy and xatlas), where it overlaps the next part's
+refinement for real. The helper is a plain subprocess fed pickled meshes over a pipe, not a
+``multiprocessing`` child: those re-import the caller's main script, which in a script without an
+``if __name__ == "__main__"`` guard would run the caller's work a second time.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -51,37 +53,52 @@ def uv_atlas(vertices: np.ndarray, faces: np.ndarray, size: int = 1024, padding:
 
 
 class AtlasWorker:
-    """Charts meshes in one helper process (``spawn``), in the order they are submitted.
+    """Charts meshes in one helper process, in the order they are submitted.
 
     ``submit(vertices, faces, size, padding, charts_hint)`` returns a handle whose ``result()`` is
-    :func:`uv_atlas`'s result. Should the helper process fail to start or die, the work is done in
-    this process instead (the same result, only not overlapped). Use as a context manager.
+    :func:`uv_atlas`'s result. One thread of this process feeds the helper and waits for it (in
+    I/O, without the GIL). Should the helper fail to start or die, the work is done in this
+    process instead (the same result, only not overlapped). Use as a context manager.
     """
 
     def __init__(self) -> None:
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        try:
-            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1,
-                                                                mp_context=multiprocessing.get_context("spawn"))
-        except (OSError, ValueError, NotImplementedError):  # no process support here: chart in-process
-            self._pool = None
+        self._proc: subprocess.Popen | None = None
+        self._failed = False
+        self._feeder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stdgen-atlas")
 
     def submit(self, vertices: np.ndarray, faces: np.ndarray, size: int = 1024, padding: int = 4,
                charts_hint: int = 256) -> PendingAtlas:
-        args = (np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int64), size, padding,
-                charts_hint)
-        future = None
-        if self._pool is not None:
-            try:
-                future = self._pool.submit(uv_atlas, *args)
-            except (RuntimeError, BrokenProcessPool):
-                self._pool = None
-        return PendingAtlas(future, args)
+        args = (np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int64), int(size),
+                int(padding), int(charts_hint))
+        return PendingAtlas(self._feeder.submit(self._round_trip, args), args)
+
+    def _round_trip(self, args: tuple):
+        """In the feeder thread: the helper's answer for ``args`` (an exception if it failed)."""
+        if self._failed:
+            raise _HelperGone("no atlas helper")
+        try:
+            if self._proc is None:
+                self._proc = subprocess.Popen([sys.executable, "-m", "stdgen.refine.atlas"], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE)
+            pickle.dump(args, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+            answer = pickle.load(self._proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            self._failed = True
+            raise _HelperGone(str(exc)) from exc
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._feeder.shutdown(wait=True, cancel_futures=True)
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()  # the helper's loop ends at end of input
+                self._proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+            self._proc = None
 
     def __enter__(self) -> AtlasWorker:
         return self
@@ -90,17 +107,40 @@ class AtlasWorker:
         self.close()
 
 
+class _HelperGone(RuntimeError):
+    """The helper process could not be started or stopped answering."""
+
+
 class PendingAtlas:
     """An atlas being made by :class:`AtlasWorker`: ``result()`` waits for it (or, if the helper
     process is gone or was never there, makes it here)."""
 
-    def __init__(self, future: Future | None, args: tuple) -> None:
+    def __init__(self, future: Future, args: tuple) -> None:
         self._future, self._args = future, args
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._future is not None:
-            try:
-                return self._future.result()
-            except BrokenProcessPool:
-                pass
-        return uv_atlas(*self._args)
+        try:
+            return self._future.result()
+        except _HelperGone:
+            return uv_atlas(*self._args)
+
+
+def _serve() -> None:
+    """The helper's loop: pickled ``uv_atlas`` arguments in on stdin, results (or the exception)
+    out on stdout, until stdin ends."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            args = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            answer = uv_atlas(*args)
+        except Exception as exc:  # sent back, raised in the caller
+            answer = exc
+        pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve()
