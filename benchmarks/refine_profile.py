@@ -81,7 +81,7 @@ def main(argv=None) -> None:
             scene = merge_meshes([Mesh(res.stages[q].vertices, res.stages[q].faces) for q in res.stages if q <= p])
             images = torch.as_tensor(renders.layers[STAGE_LAYER_SET[p]].rgb[gen]).float() / 255.0
             t1 = time.perf_counter()
-            uv_atlas(r.vertices, r.faces, cfg.texture.size, cfg.texture.padding)
+            uv_atlas(r.vertices, r.faces, cfg.texture.size, cfg.texture.padding, cfg.texture.atlas_charts_hint)
             t2 = time.perf_counter()
             texture_part(Mesh(r.vertices, r.faces), images, renders.cameras(gen), scene.vertices, scene.faces,
                          cfg.texture, device=dev)

@@ -84,3 +84,17 @@ def test_triton_kernel_matches_scipy_under_the_interpreter():
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_max_distance_marks_far_neighbours_as_scipy_does():
+    rng = np.random.default_rng(6)
+    pts = rng.random((400, 3))
+    q = rng.random((300, 3)) * 1.5
+    ref_d, ref_i = cKDTree(pts).query(q, k=3, distance_upper_bound=0.08)
+    for backend in ("kdtree", "brute"):
+        d, i = NearestPoints(pts, backend=backend).query(torch.as_tensor(q), k=3, max_distance=0.08)
+        far = np.isinf(ref_d)
+        assert far.any() and (~far).any()
+        np.testing.assert_array_equal(np.isinf(d.numpy()), far)
+        np.testing.assert_array_equal(i.numpy()[far], 400)
+        np.testing.assert_array_equal(i.numpy()[~far], ref_i[~far])

@@ -26,10 +26,10 @@ class NearestPoints:
     ``backend``: ``"kdtree"`` (scipy, host), ``"brute"`` (torch tiles, any device), ``"triton"``
     (the Triton kernel for k = 1, torch tiles for k > 1; CUDA, or CPU tensors under
     ``TRITON_INTERPRET=1``) or ``"auto"`` (triton on CUDA when Triton is there, else brute on CUDA;
-    k-d tree otherwise).
+    k-d tree otherwise). ``workers``: the k-d tree's query threads (-1: all cores).
     """
 
-    def __init__(self, points, device: str | torch.device = "cpu", backend: str = "auto"):
+    def __init__(self, points, device: str | torch.device = "cpu", backend: str = "auto", workers: int = 1):
         self.device = torch.device(device)
         if backend == "auto":
             backend = "kdtree"
@@ -40,6 +40,7 @@ class NearestPoints:
         if backend == "triton" and _triton_kernel() is None:
             raise ValueError("NearestPoints backend 'triton': Triton is not installed")
         self.backend = backend
+        self.workers = workers
         if isinstance(points, torch.Tensor):
             pts = points.detach().to(self.device, torch.float64)
         else:
@@ -59,35 +60,44 @@ class NearestPoints:
             if backend == "triton":
                 self._pts32 = self._pts.T.float().contiguous()  # (3, M): coalesced loads in the kernel
 
-    def query(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def query(self, queries: torch.Tensor, k: int = 1,
+              max_distance: float = float("inf")) -> tuple[torch.Tensor, torch.Tensor]:
         """``(distance (N, k) float64, index (N, k) int64)`` of each query's ``k`` nearest points,
-        nearest first, on the queries' device; no gradient. Needs ``k <= num_points``."""
+        nearest first, on the queries' device; no gradient. Needs ``k <= num_points``. Neighbours at
+        ``max_distance`` or beyond are reported as distance ``inf``, index ``num_points`` (as scipy's
+        ``distance_upper_bound`` reports them)."""
         if not 1 <= k <= self.num_points:
             raise ValueError(f"NearestPoints.query: k must be in [1, {self.num_points}], got {k}")
         dev = queries.device
         q = queries.detach()
         if self.backend == "kdtree":
-            d, i = self._tree.query(q.cpu().double().numpy().reshape(-1, 3), k=k)
+            d, i = self._tree.query(q.cpu().double().numpy().reshape(-1, 3), k=k, distance_upper_bound=max_distance,
+                                    workers=self.workers)
             d, i = np.asarray(d).reshape(-1, k), np.asarray(i).reshape(-1, k)
             return torch.as_tensor(d, device=dev), torch.as_tensor(i, dtype=torch.long, device=dev)
         q = q.to(self.device, torch.float64) - self._center
         if self.backend == "triton" and k == 1:
             d2, idx = _triton_kernel()(q.T.float().contiguous(), self._pts32)
-            return d2.double().sqrt()[:, None].to(dev), idx[:, None].to(dev)
-        n = q.shape[0]
-        dist = torch.empty(n, k, dtype=torch.float64, device=self.device)
-        index = torch.empty(n, k, dtype=torch.long, device=self.device)
-        rows = max(1, _TILE_ENTRIES // max(self.num_points, 1))
-        for s in range(0, n, rows):
-            qs = q[s:s + rows]
-            d2 = torch.addmm(self._sq[None, :], qs, self._pts.T, beta=1.0, alpha=-2.0)
-            d2 += qs.square().sum(1, keepdim=True)
-            if k == 1:
-                best, idx = d2.min(1, keepdim=True)
-            else:
-                best, idx = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-            dist[s:s + rows] = best.clamp(min=0).sqrt()
-            index[s:s + rows] = idx
+            dist, index = d2.double().sqrt()[:, None], idx[:, None]
+        else:
+            n = q.shape[0]
+            dist = torch.empty(n, k, dtype=torch.float64, device=self.device)
+            index = torch.empty(n, k, dtype=torch.long, device=self.device)
+            rows = max(1, _TILE_ENTRIES // max(self.num_points, 1))
+            for s in range(0, n, rows):
+                qs = q[s:s + rows]
+                d2 = torch.addmm(self._sq[None, :], qs, self._pts.T, beta=1.0, alpha=-2.0)
+                d2 += qs.square().sum(1, keepdim=True)
+                if k == 1:
+                    best, idx = d2.min(1, keepdim=True)
+                else:
+                    best, idx = torch.topk(d2, k, dim=1, largest=False, sorted=True)
+                dist[s:s + rows] = best.clamp(min=0).sqrt()
+                index[s:s + rows] = idx
+        if max_distance != float("inf"):
+            far = dist >= max_distance
+            dist = dist.masked_fill(far, float("inf"))
+            index = index.masked_fill(far, self.num_points)
         return dist.to(dev), index.to(dev)
 
 

@@ -1,4 +1,4 @@
-"""Dilation: outer layers follow the motion of inner layers through a k-d-tree flow field.
+"""Dilation: outer layers follow the motion of inner layers through a nearest-neighbour flow field.
 
 The paper applies it before and after optimising each layer: for each outer-layer vertex, the
 nearest vertices of the fixed inner layer are found with a k-d tree, and the vertex moves with
@@ -6,7 +6,8 @@ them by a weight that decays exponentially with distance, so that when an inner 
 outward (to resolve intersections, or because refinement grew it) the outer layers follow
 smoothly and far points stay still.
 
-Here:
+Here (nearest points by :class:`~stdgen.geometry.nearest.NearestPoints`: the k-d tree on the
+host, brute force on a GPU):
 
 * :func:`flow_field` is that field. The displacement at a point ``p`` is the average of its k
   nearest sources' displacements, weighted ``exp(-d / sigma)`` ("exponential inverse distance"),
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from stdgen.geometry.nearest import NearestPoints
 
@@ -60,26 +60,8 @@ def falloff(d: np.ndarray, sigma: float, cutoff: float) -> np.ndarray:
     return np.where(d < cutoff, np.clip(phi, 0.0, 1.0), 0.0)
 
 
-def _nearest(points: np.ndarray, device) -> cKDTree | NearestPoints:
-    """A nearest-point index: scipy's k-d tree on the host, the brute-force tiles on a GPU."""
-    dev = torch.device(device)
-    return NearestPoints(points, dev) if dev.type == "cuda" else cKDTree(points)
-
-
-def _query(tree: cKDTree | NearestPoints, queries: np.ndarray, k: int,
-           cutoff: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
-    """``(distance (Q, k), index (Q, k))`` numpy arrays; neighbours at ``cutoff`` or beyond get an
-    infinite distance (as scipy's ``distance_upper_bound`` gives them)."""
-    if isinstance(tree, NearestPoints):
-        d, idx = tree.query(torch.as_tensor(queries, device=tree.device), k=k)
-        d, idx = d.cpu().numpy(), idx.cpu().numpy()
-        return np.where(d < cutoff, d, np.inf), idx
-    d, idx = tree.query(queries, k=k, distance_upper_bound=cutoff, workers=-1)
-    return np.asarray(d).reshape(len(queries), k), np.asarray(idx).reshape(len(queries), k)
-
-
 def flow_field(sources: np.ndarray, displacements: np.ndarray, queries: np.ndarray, *, sigma: float,
-               cutoff: float, neighbours: int = 8, tree: cKDTree | NearestPoints | None = None,
+               cutoff: float, neighbours: int = 8, tree: NearestPoints | None = None,
                device="cpu") -> np.ndarray:
     """Displacement (Q, 3) at ``queries`` (Q, 3) of a field given at ``sources`` (M, 3) with
     ``displacements`` (M, 3); zero at every query farther than ``cutoff`` from all sources.
@@ -89,8 +71,8 @@ def flow_field(sources: np.ndarray, displacements: np.ndarray, queries: np.ndarr
     if len(sources) == 0 or len(queries) == 0:
         return out
     k = int(min(neighbours, len(sources)))
-    tree = tree if tree is not None else _nearest(np.asarray(sources, np.float64), device)
-    d, idx = _query(tree, queries, k, cutoff)
+    tree = tree if tree is not None else NearestPoints(np.asarray(sources, np.float64), device, workers=-1)
+    d, idx = (t.cpu().numpy() for t in tree.query(torch.as_tensor(queries, device=tree.device), k, cutoff))
     valid = np.isfinite(d)
     w = np.where(valid, np.exp(-np.where(valid, d, 0.0) / sigma), 0.0)
     safe_idx = np.where(valid, idx, 0)
@@ -128,10 +110,10 @@ def post_dilate(outer: np.ndarray, inner_vertices: np.ndarray, inner_faces: np.n
     iv, jf = np.asarray(inner_vertices, np.float64), np.asarray(inner_faces, np.int64)
     spacing = cfg.sample_spacing * float(np.linalg.norm(iv[jf[:, 0]] - iv[jf[:, 1]], axis=1).mean())
     samples, normals = surface_samples(iv, jf, spacing)
-    tree = _nearest(samples, device)
+    tree = NearestPoints(samples, device, workers=-1)
     first = None
     for _ in range(max(1, cfg.rounds)):
-        idx = _query(tree, out, 1)[1][:, 0]
+        idx = tree.query(torch.as_tensor(out, device=tree.device))[1][:, 0].cpu().numpy()
         depth = ((samples[idx] - out) * normals[idx]).sum(1)
         inside = depth > -cfg.margin * 0.5
         if movable is not None:

@@ -27,6 +27,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from stdgen.geometry.mesh import vertex_normals
+from stdgen.geometry.nearest import NearestPoints
 
 
 @dataclass
@@ -58,30 +59,24 @@ def masked_normal_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.T
     return (weight * (pred - target).square()).sum() / (pixels or pred[0, ..., 0].numel())
 
 
-def collision_loss(outer: torch.Tensor, inner_vertices, inner_normals, tree=None, scale: float = 1.0,
-                   margin: float = 0.0) -> torch.Tensor:
+def collision_loss(outer: torch.Tensor, inner_vertices, inner_normals, tree: NearestPoints | None = None,
+                   scale: float = 1.0, margin: float = 0.0) -> torch.Tensor:
     """Eq. 13: ``mean_i max(((v_j - v_i) . n_j + margin) / scale, 0)^3``.
 
     Args:
         outer: (n, 3) outer-layer vertices (differentiable).
         inner_vertices: (m, 3) fixed inner-layer vertices; ``inner_normals`` (m, 3) their unit normals
             (tensors on ``outer``'s device, or arrays).
-        tree: a :class:`~stdgen.geometry.nearest.NearestPoints` (or scipy ``cKDTree``) over
-            ``inner_vertices``; built here if omitted: build it once per layer.
+        tree: a :class:`~stdgen.geometry.nearest.NearestPoints` over ``inner_vertices``; built here if
+            omitted: build it once per layer.
         scale: length unit of the loss (the frame half-size); ``margin`` (metres) an optional gap.
 
     Nearest neighbours are found without gradient (the paper's v_j is a fixed lookup).
     """
-    from stdgen.geometry.nearest import NearestPoints
-
     if outer.shape[0] == 0 or len(inner_vertices) == 0:
         return outer.sum() * 0
     tree = tree if tree is not None else NearestPoints(inner_vertices, outer.device)
-    if isinstance(tree, NearestPoints):
-        idx = tree.query(outer)[1][:, 0]
-    else:
-        _, idx = tree.query(outer.detach().cpu().double().numpy(), k=1)
-        idx = torch.as_tensor(idx, dtype=torch.long, device=outer.device)
+    idx = tree.query(outer)[1][:, 0]
     iv = torch.as_tensor(inner_vertices, dtype=outer.dtype, device=outer.device)
     inn = torch.as_tensor(inner_normals, dtype=outer.dtype, device=outer.device)
     vj, nj = iv[idx], inn[idx]

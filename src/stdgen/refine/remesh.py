@@ -85,12 +85,7 @@ def connectivity(faces: np.ndarray, num_vertices: int, locked: np.ndarray | None
     """
     faces = np.asarray(faces, np.int64)
     f = len(faces)
-    a = faces.reshape(-1)
-    b = faces[:, [1, 2, 0]].reshape(-1)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    # np.unique of the (lo, hi) keys, as a counting sort by lo (numpy's argsort was most of a
-    # remeshing pass): the same edges in the same order, the same inverse and counts.
-    edges, inv, counts = _unique_edges(lo, hi, max(num_vertices, int(hi.max()) + 1 if len(hi) else 1))
+    edges, inv, counts = _face_edges(faces, num_vertices)
     edge_faces = _edge_faces(inv, len(edges))
     frozen = np.zeros(num_vertices, bool) if locked is None else np.asarray(locked, bool).copy()
     bad = counts != 2
@@ -160,17 +155,20 @@ def _unique_edges(lo, hi, n):
     return edges, inv, counts
 
 
-def mesh_edges(faces: np.ndarray, num_vertices: int | None = None) -> np.ndarray:
-    """(E, 2) int64 undirected edges ``(lo, hi)`` of ``faces`` (F, 3), sorted, each once:
-    ``np.unique(np.sort(face_edges, 1), axis=0)``, by counting sorts (twenty times faster)."""
-    faces = np.asarray(faces, np.int64)
-    if len(faces) == 0:
-        return np.zeros((0, 2), np.int64)
+def _face_edges(faces: np.ndarray, num_vertices: int = 0):
+    """The undirected edges of ``faces`` (F, 3) int64: ``(edges (E, 2) sorted (lo, hi), edge of each
+    half-edge f[k] -> f[k+1] (3F,), multiplicity (E,))`` -- ``np.unique`` of the sorted pairs with
+    its inverse and counts, by counting sorts (numpy's argsort was most of a remeshing pass)."""
     a = faces.reshape(-1)
     b = faces[:, [1, 2, 0]].reshape(-1)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    n = int(hi.max()) + 1 if num_vertices is None else max(int(num_vertices), int(hi.max()) + 1)
-    return _unique_edges(lo, hi, n)[0]
+    return _unique_edges(lo, hi, max(int(num_vertices), int(hi.max()) + 1 if len(hi) else 1))
+
+
+def mesh_edges(faces: np.ndarray, num_vertices: int = 0) -> np.ndarray:
+    """(E, 2) int64 undirected edges ``(lo, hi)`` of ``faces`` (F, 3), sorted, each once:
+    ``np.unique(np.sort(face_edges, 1), axis=0)``, twenty times faster."""
+    return _face_edges(np.asarray(faces, np.int64).reshape(-1, 3), num_vertices)[0]
 
 
 @numba.njit(cache=True)

@@ -135,19 +135,14 @@ class StageResult:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
-def unique_edges(faces: np.ndarray) -> np.ndarray:
-    """(E, 2) sorted unique undirected edges of ``faces`` (see :func:`stdgen.refine.remesh.mesh_edges`)."""
-    return mesh_edges(faces)
-
-
 @dataclass
 class FixedLayers:
-    """The fixed inner layers of a stage, merged: numpy copies, device copies (vertices, faces,
-    normals) and a nearest-vertex index for the collision loss (on the device when it is a GPU)."""
+    """The fixed inner layers of a stage, merged: numpy copies (vertices, faces), device copies
+    (vertices, faces, unit normals) and a nearest-vertex index for the collision loss (on the
+    device when it is a GPU)."""
 
     vertices: np.ndarray
     faces: np.ndarray
-    normals: np.ndarray
     tree: NearestPoints | None
     v_t: torch.Tensor
     f_t: torch.Tensor
@@ -164,7 +159,7 @@ class FixedLayers:
         f = np.concatenate(fs) if fs else np.zeros((0, 3), np.int64)
         n = vertex_normals(v, f) if len(f) else np.zeros((0, 3))
         tree = NearestPoints(v, device) if len(v) else None
-        return cls(v, f, n, tree, torch.as_tensor(v, dtype=torch.float32, device=device),
+        return cls(v, f, tree, torch.as_tensor(v, dtype=torch.float32, device=device),
                    torch.as_tensor(f, dtype=torch.long, device=device),
                    torch.as_tensor(n, dtype=torch.float32, device=device))
 
@@ -200,8 +195,6 @@ def stage_loss(x, tri, edges, edge_len, fixed: FixedLayers, targets: StageTarget
 
     ``timings``, if given, accumulates the collision term's seconds under ``"collision"``."""
     terms = {}
-    # The collision term first: its nearest-neighbour lookup reads ``x`` back on the host, which
-    # should not wait for the render queued on the device.
     if fixed.tree is not None and weights.collision:
         t0 = time.perf_counter()
         terms["collision"] = weights.collision * collision_loss(x, fixed.v_t, fixed.n_t, fixed.tree, scale)
@@ -275,7 +268,7 @@ def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets,
         tri = torch.as_tensor(f, dtype=torch.long, device=dev)
         nf = fixed.v_t.shape[0]
         all_faces = torch.cat([fixed.f_t, tri + nf]) if nf else tri
-        edges = torch.as_tensor(unique_edges(f), dtype=torch.long, device=dev)
+        edges = torch.as_tensor(mesh_edges(f, len(v)), dtype=torch.long, device=dev)
         return (torch.as_tensor(v, dtype=torch.float32, device=dev), tri, edges,
                 torch.as_tensor(target_len, dtype=torch.float32, device=dev), antialias_topology(all_faces))
 
