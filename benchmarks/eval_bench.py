@@ -58,7 +58,7 @@ def main() -> None:
     from stdgen.eval import protocol as pr
     from stdgen.eval.geometry import character_geometry_metrics
     from stdgen.export.glb import write_glb
-    from stdgen.semantics import Part
+    from stdgen.structures.semantics import Part
 
     character, source = _character(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="eval-bench-"))
@@ -130,7 +130,7 @@ def coarse_baseline(count: int, resolution: int, out: Path, device: str) -> None
     from stdgen.data.splits import held_out_seeds
     from stdgen.export.glb import write_glb
     from stdgen.geometry.demo import layers_demo
-    from stdgen.semantics import PARTS
+    from stdgen.structures.semantics import PARTS
 
     work = out.with_name(out.name + "-inputs")
     cfg = RenderConfig(resolution=resolution, random_views=0, face_views=False, top_bottom=False, posed_views=0,

@@ -133,7 +133,7 @@ class _TriplaneField(torch.nn.Module):
 
 def bench_volume(device: torch.device, rays: int, samples: int, repeat: int) -> None:
     from stdgen.geometry.volume import render_rays
-    from stdgen.semantics import LAYER_SETS
+    from stdgen.structures.semantics import LAYER_SETS
 
     field = _TriplaneField().to(device)
     g = torch.Generator(device="cpu").manual_seed(1)
@@ -174,7 +174,7 @@ def bench_ceiling(resolutions, count: int, method: str, points: int) -> None:
     from stdgen.geometry.demo import part_metrics
     from stdgen.geometry.layers import LayerConfig, extract_layers
     from stdgen.geometry.voxelize import voxelize_character
-    from stdgen.semantics import PARTS
+    from stdgen.structures.semantics import PARTS
 
     seeds = held_out_seeds(count)
     chars = {s: make_character(s) for s in seeds}

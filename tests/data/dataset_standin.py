@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from stdgen.data.character import Character, Skeleton
-from stdgen.geometry.mesh import Mesh, merge_meshes
-from stdgen.semantics import Part
+from stdgen.structures.character import Character, Skeleton
+from stdgen.structures.mesh import Mesh, merge_meshes
+from stdgen.structures.semantics import Part
 
 BONES = ["hips", "spine", "chest", "neck", "head",
          "leftUpperArm", "leftLowerArm", "rightUpperArm", "rightLowerArm",

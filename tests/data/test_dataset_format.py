@@ -21,7 +21,7 @@ from stdgen.data.dataset_format import (
 )
 from stdgen.errors import InputError
 from stdgen.render.camera import GENERATION_AZIMUTHS, Cameras, evaluation_views, random_views
-from stdgen.semantics import BACKGROUND_LABEL, LAYER_SETS
+from stdgen.structures.semantics import BACKGROUND_LABEL, LAYER_SETS
 
 
 def _views(n_random=2):

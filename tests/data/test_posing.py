@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stdgen.data import posing
-from stdgen.data.character import HUMANOID_BONES, HUMANOID_PARENTS, Pose, Skeleton, skin_vertices
+from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Pose, Skeleton, skin_vertices
 from stdgen.data.procedural.anatomy import anatomy
 from stdgen.data.procedural.params import BodyParams
 

@@ -11,11 +11,11 @@ import pytest
 from procedural_checks import DEFAULT_CASES, character, is_closed_oriented, signed_volume, vertex_manifold
 
 from stdgen.data import posing
-from stdgen.data.character import HUMANOID_BONES
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import CharacterConfig, make_character
 from stdgen.data.procedural.body import body_template
 from stdgen.data.procedural.sdf import evaluate
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 
 @pytest.fixture(scope="module", params=DEFAULT_CASES, ids=[f"{p}{s}" for s, p in DEFAULT_CASES])

@@ -24,9 +24,9 @@ from procedural_checks import (
     signed_volume,
 )
 
-from stdgen.data.character import HUMANOID_BONES
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural.garments import GARMENT_KINDS, GARMENT_SLOTS
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 LAYER_TOL = 0.002  # metres
 #: In the rest (T-)pose the clothes get a looser bound: the generator keeps garments outside the
@@ -45,7 +45,7 @@ def case(request):
 
 def _posed_pieces(ch, part):
     """Posed meshes of a part, one per piece (garment / hair piece)."""
-    from stdgen.data.character import skin_vertices
+    from stdgen.structures.character import skin_vertices
 
     out = []
     for m in ch.rest_meshes(part):
@@ -183,9 +183,9 @@ def test_at_least_ten_garment_kinds():
 
 @pytest.mark.parametrize("kind", GARMENT_KINDS)
 def test_every_kind_is_a_closed_shell_around_the_body(kind, kind_context):
-    from stdgen.data.character import Character, Pose
+    from stdgen.structures.character import Character, Pose
     from stdgen.data.procedural.outfit import _palette, _sample_spec, build_garment, stack_ranks
-    from stdgen.geometry.mesh import Mesh
+    from stdgen.structures.mesh import Mesh
 
     ctx, sk = kind_context
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ from stdgen.data.render_dataset import (
 )
 from stdgen.errors import StdgenError
 from stdgen.render.camera import GENERATION_AZIMUTHS
-from stdgen.semantics import BACKGROUND_LABEL, Part
+from stdgen.structures.semantics import BACKGROUND_LABEL, Part
 
 RES = 48
 

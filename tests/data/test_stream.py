@@ -18,7 +18,7 @@ from stdgen.data.stream import (
     random_recolor,
     split_seed,
 )
-from stdgen.semantics import BACKGROUND_LABEL, Part
+from stdgen.structures.semantics import BACKGROUND_LABEL, Part
 
 RES = 40
 

@@ -12,7 +12,7 @@ from stdgen.data.posing import upper_arm_angle
 from stdgen.data.render_dataset import RenderConfig, character_views, frame_character
 from stdgen.export.glb import read_character_glb
 from stdgen.export.vrm import write_vrm
-from stdgen.semantics import LAYER_SETS
+from stdgen.structures.semantics import LAYER_SETS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))

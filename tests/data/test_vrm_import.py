@@ -12,13 +12,13 @@ import pytest
 import trimesh
 from PIL import Image
 
-from stdgen.data.character import Pose
+from stdgen.structures.character import Pose
 from stdgen.data.posing import upper_arm_angle
 from stdgen.data.vrm import SkipImport, VrmImportConfig, import_vrm, load_part_rules, read_vrm
 from stdgen.data.vrm.importer import extract_primitives, weld_vertices
 from stdgen.data.vrm.split import parse_part_rules
 from stdgen.errors import InputError
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.semantics import PARTS, Part
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -224,7 +224,7 @@ def test_weld_merges_seam_duplicates_only():
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32)
     f = np.array([[0, 1, 2], [3, 4, 5]])
     uv = np.array([[0, 0], [0.5, 0], [0, 0.5], [0.6, 0], [1, 1], [0, 0.6]], np.float32)
-    from stdgen.geometry.mesh import Mesh
+    from stdgen.structures.mesh import Mesh
 
     m = weld_vertices(Mesh(v, f, uvs=uv))
     assert m.num_vertices == 4

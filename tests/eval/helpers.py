@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import trimesh
 
-from stdgen.data.character import Character, Skeleton
-from stdgen.geometry.mesh import Mesh, merge_meshes
-from stdgen.semantics import Part
+from stdgen.structures.character import Character, Skeleton
+from stdgen.structures.mesh import Mesh, merge_meshes
+from stdgen.structures.semantics import Part
 
 RES = 64  # ground-truth resolution of the test folders
 

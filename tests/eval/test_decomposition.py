@@ -5,8 +5,8 @@ import pytest
 import trimesh
 
 from stdgen.eval import decomposition as dec
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import BACKGROUND_LABEL, Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import BACKGROUND_LABEL, Part
 
 
 def _sphere(radius, center=(0.0, 0.0, 0.0), inside_out=False) -> Mesh:
@@ -16,7 +16,7 @@ def _sphere(radius, center=(0.0, 0.0, 0.0), inside_out=False) -> Mesh:
 
 
 def _shell(r_out, r_in, center=(0.0, 0.0, 0.0)) -> Mesh:
-    from stdgen.geometry.mesh import merge_meshes
+    from stdgen.structures.mesh import merge_meshes
 
     return merge_meshes([_sphere(r_out, center), _sphere(r_in, center, inside_out=True)])
 

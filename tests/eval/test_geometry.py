@@ -5,8 +5,8 @@ import pytest
 import trimesh
 
 from stdgen.eval import geometry as geo
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import Part
 
 
 def _sphere(radius=0.5, center=(0.0, 0.5, 0.0), subdivisions=5) -> Mesh:

@@ -8,7 +8,7 @@ import torch
 from stdgen.data.dataset_format import read_meta, read_renders
 from stdgen.errors import InputError
 from stdgen.eval import protocol as pr
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 from stdgen.utils.io import save_png
 
 from .helpers import RES, standin_parts, write_prediction

@@ -5,10 +5,10 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from stdgen.data.character import Character, Pose, Skeleton
+from stdgen.structures.character import Character, Pose, Skeleton
 from stdgen.errors import InputError
 from stdgen.export.glb import read_glb, write_glb
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 
 
 def _sphere(scale=1.0, **kw) -> Mesh:

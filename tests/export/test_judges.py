@@ -29,7 +29,7 @@ from stdgen.data.posing import a_pose
 from stdgen.data.vrm import import_vrm
 from stdgen.export.glb import write_glb
 from stdgen.export.vrm import VrmMeta, t_posed, write_vrm
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "tests" / "js"

@@ -13,8 +13,8 @@ from stdgen.errors import StdgenError
 from stdgen.export.bake import bake_vertex_colors, uniform_color
 from stdgen.export.glb import read_character_glb, write_glb
 from stdgen.export.vrm import VrmMeta, clothing_category, vrm_bytes, write_vrm
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import PARTS, Part
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -228,7 +228,7 @@ def test_export_cli_glb_to_vrm_and_back(tmp_path, capsys):
 
 
 def test_a_posed_rest_is_exported_as_a_t_pose(tmp_path):
-    from stdgen.data.character import Character, Skeleton
+    from stdgen.structures.character import Character, Skeleton
     from stdgen.data.posing import leg_spread_angle, upper_arm_angle
     from stdgen.export.vrm import t_posed
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stdgen.data.character import Character
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import Part
+from stdgen.structures.character import Character
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import Part
 
 TORSO_C, TORSO_R = np.array([0.0, 0.45, 0.0]), 0.30
 HEAD_C, HEAD_R = np.array([0.0, 0.93, 0.0]), 0.20

@@ -7,7 +7,7 @@ from geometry_standin import standin_character
 from stdgen.cli import main
 from stdgen.export.glb import read_glb
 from stdgen.geometry.demo import layers_demo, write_demo
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 from stdgen.utils.io import load_png
 
 

@@ -5,7 +5,7 @@ import pytest
 import trimesh
 
 from stdgen.geometry.inside import contains, contains_grid, ray_winding_numbers, winding_numbers
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 
 
 def _mesh(tm: trimesh.Trimesh) -> Mesh:

@@ -8,8 +8,8 @@ from stdgen.eval.geometry import chamfer_distance
 from stdgen.geometry.grid import Grid
 from stdgen.geometry.inside import contains
 from stdgen.geometry.layers import LayerConfig, decimate, extract_layers, remove_small_components
-from stdgen.geometry.mesh import Mesh, merge_meshes
-from stdgen.semantics import LAYER_SETS, Part
+from stdgen.structures.mesh import Mesh, merge_meshes
+from stdgen.structures.semantics import LAYER_SETS, Part
 
 R_BODY, R_CLOTHES, R_HAIR_IN, R_HAIR_OUT, HAIR_Y = 0.5, 0.65, 0.6, 0.8, 0.2
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stdgen.geometry.semantic_sdf import layer_sdf, semantic_sdf
-from stdgen.semantics import LAYER_SETS, PARTS, Part
+from stdgen.structures.semantics import LAYER_SETS, PARTS, Part
 
 
 def _field(seed, shape=(7, 5, 6)):

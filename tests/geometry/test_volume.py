@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stdgen.geometry.volume import composite, render_rays
-from stdgen.semantics import LAYER_SETS, Part
+from stdgen.structures.semantics import LAYER_SETS, Part
 
 
 def _samples(seed, rays=5, n=9, k=3, dtype=torch.float64):

@@ -6,9 +6,9 @@ import trimesh
 from geometry_standin import standin_character, standin_sdfs
 
 from stdgen.geometry.grid import Grid
-from stdgen.geometry.mesh import Mesh, merge_meshes
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.geometry.voxelize import character_grid, mesh_distance, mesh_sdf, voxelize_character, voxelize_parts
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 
 def _sphere(r, inverted=False):

@@ -13,10 +13,10 @@ import pytest
 import torch
 from skimage.measure import marching_cubes
 
-from stdgen.geometry.mesh import Mesh, merge_meshes
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.refine.coarse import taubin_smooth
 from stdgen.render import frame_bounds, generation_views, render_mesh
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.semantics import PARTS, Part
 
 CENTER = np.array([0.0, 0.5, 0.0])
 HALF = np.array([0.22, 0.4, 0.16])

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from stdgen.cli import main
-from stdgen.semantics import PARTS
+from stdgen.structures.semantics import PARTS
 
 from .conftest import write_standin_folder
 

@@ -5,10 +5,10 @@ import pytest
 import trimesh
 
 from stdgen.errors import InputError
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.refine.coarse import read_coarse_dir, taubin_smooth, thickened_layer_field, weld
 from stdgen.refine.remesh import manifold_report
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 
 def test_weld_closes_a_mesh_split_at_seams():
@@ -67,7 +67,7 @@ def test_read_coarse_dir(tmp_path):
 def test_coarse_layers_of_the_standin_are_closed_and_complete(standin):
     from stdgen.eval.geometry import mesh_metrics
     from stdgen.refine.coarse import CoarseConfig, coarse_layers
-    from stdgen.semantics import PARTS
+    from stdgen.structures.semantics import PARTS
 
     true, _ = standin
     coarse = coarse_layers(true, CoarseConfig(resolution=40))

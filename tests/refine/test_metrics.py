@@ -4,7 +4,7 @@ import numpy as np
 import trimesh
 
 from stdgen.eval.geometry import point_metrics, sample_surface
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.refine.metrics import surface_metrics
 
 

@@ -186,7 +186,7 @@ def test_unique_edges_match_numpy_unique():
 def test_mesh_edges_and_adaptive_lengths_match_numpy():
     import trimesh
 
-    from stdgen.geometry.mesh import vertex_normals
+    from stdgen.structures.mesh import vertex_normals
     from stdgen.refine.remesh import adaptive_edge_length, mesh_edges
 
     tm = trimesh.creation.icosphere(3)

@@ -8,7 +8,7 @@ from stdgen.eval.geometry import mesh_metrics
 from stdgen.refine.pipeline import penetrating_vertices
 from stdgen.refine.schedule import RefineConfig, refine_character
 from stdgen.refine.targets import make_targets
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.semantics import PARTS, Part
 
 #: A vertex of an outer layer counts as inside an inner one only deeper than this (metres): the
 #: clothes' inner surface lies *on* the body, so it may poke a hair's breadth in either way.

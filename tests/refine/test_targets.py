@@ -5,7 +5,7 @@ import torch
 
 from stdgen.refine.schedule import FixedLayers, render_stage
 from stdgen.refine.targets import crop_targets, make_targets
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 
 def test_cropped_views_render_the_same_pixels(standin, standin_views):

@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from stdgen.geometry.mesh import merge_meshes
+from stdgen.structures.mesh import merge_meshes
 from stdgen.refine.texture import TextureConfig, pull_push_fill, texture_part
 from stdgen.render import render_mesh
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 #: PSNR (dB) of a baked texture re-rendered in the views it was baked from, on the exact geometry.
 #: Measured 36.4 dB (192 px views, 512 px atlas, the stand-in's stripes); what is lost comes from

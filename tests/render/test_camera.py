@@ -5,7 +5,7 @@ import pytest
 import torch
 import trimesh
 
-from stdgen.geometry.mesh import Mesh, merge_meshes
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.render import (
     EVALUATION_AZIMUTHS,
     GENERATION_AZIMUTHS,

@@ -7,7 +7,7 @@ import pytest
 import torch
 import trimesh
 
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.render import (
     VISIBILITY_BACKENDS,
     interpolate,

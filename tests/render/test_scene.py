@@ -5,9 +5,9 @@ import torch
 from PIL import Image
 
 from stdgen.cli import main
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.render import orthographic_cameras, render_mesh
-from stdgen.semantics import BACKGROUND_LABEL, Part
+from stdgen.structures.semantics import BACKGROUND_LABEL, Part
 
 
 def _quad(**kw) -> Mesh:

@@ -13,7 +13,7 @@ A character folder holds::
     posed_rgb.png            random-pose front renders (canonicalisation pairs), if any
     preview.png              a picture to look at (not read back)
 
-``layer`` is one of ``body``, ``body_clothes``, ``full`` (``stdgen.semantics.LAYER_SETS``);
+``layer`` is one of ``body``, ``body_clothes``, ``full`` (``stdgen.structures.semantics.LAYER_SETS``);
 ``map`` is one of:
 
 =========  =========================  ====================================================
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from stdgen.errors import InputError
-from stdgen.semantics import BACKGROUND_LABEL, LAYER_SETS
+from stdgen.structures.semantics import BACKGROUND_LABEL, LAYER_SETS
 
 FORMAT_NAME = "stdgen-character"
 FORMAT_VERSION = 1

@@ -1,10 +1,10 @@
 """Poses for humanoid skeletons: the canonical A-pose, arm-angle augmentation, random natural poses.
 
-Everything here works on any :class:`~stdgen.data.character.Skeleton` that uses the VRM humanoid
+Everything here works on any :class:`~stdgen.structures.character.Skeleton` that uses the VRM humanoid
 bone names (procedural characters, imported VRM files), and is computed from the skeleton's
 *actual* rest joint positions, so it works for T-pose rests and for rests that are already A-ish.
 
-Pose convention (``stdgen.data.character``): one local rotation per bone, about the bone's rest
+Pose convention (``stdgen.structures.character``): one local rotation per bone, about the bone's rest
 joint, in world-aligned axes (VRM 1.0 normalised bones). Axes used in the limits below: +X is the
 character's left, +Y up, +Z forward. For a left-side bone a positive rotation about Z raises a
 T-posed arm (and swings a leg outwards), a negative rotation about Y swings an arm forwards, a
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stdgen.data.character import Pose, Skeleton
+from stdgen.structures.character import Pose, Skeleton
 
 SIDES: tuple[str, str] = ("left", "right")
 #: +1 for the character's left (+X), -1 for its right.

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from stdgen.data.character import Character, Pose, skin_vertices
-from stdgen.geometry.mesh import vertex_normals
-from stdgen.semantics import BACKGROUND_LABEL, LAYER_SETS, PARTS, Part
+from stdgen.structures.character import Character, Pose, skin_vertices
+from stdgen.structures.mesh import vertex_normals
+from stdgen.structures.semantics import BACKGROUND_LABEL, LAYER_SETS, PARTS, Part
 
 #: Layer sets in the order images are stored (nested: each is a prefix of the next).
 LAYER_ORDER: tuple[str, ...] = ("body", "body_clothes", "full")

@@ -39,7 +39,7 @@ from stdgen.data.render_dataset import (
     render_jobs,
     scene_from_character,
 )
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 #: Maps a stream batch can hold (``alpha`` is always there).
 STREAM_MAPS: tuple[str, ...] = ("rgb", "lit", "normal", "depth", "sem")

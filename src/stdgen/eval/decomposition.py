@@ -26,8 +26,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import BACKGROUND_LABEL, PARTS, Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS, Part
 
 
 def _labels(x) -> np.ndarray:

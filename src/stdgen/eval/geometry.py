@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stdgen.geometry.mesh import Mesh, merge_meshes
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.mesh import Mesh, merge_meshes
+from stdgen.structures.semantics import PARTS, Part
 
 #: F-score thresholds, as fractions of the true character's height.
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.02)

@@ -42,8 +42,8 @@ from stdgen.eval import decomposition as dec
 from stdgen.eval import image as im
 from stdgen.eval.geometry import DEFAULT_POINTS, DEFAULT_THRESHOLDS, character_geometry_metrics
 from stdgen.eval.registration import horizontal_shifts, shift_images
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import BACKGROUND_LABEL, PARTS, Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS, Part
 
 #: File name of the predicted character in a prediction folder (and of the truth in a dataset folder).
 CHARACTER_FILE = "character.glb"
@@ -228,7 +228,7 @@ def load_parts(path: str | Path) -> dict[Part, Mesh]:
 
 
 def _as_character(parts: Mapping[Part, Mesh]):
-    from stdgen.data.character import Character
+    from stdgen.structures.character import Character
 
     keep = lambda p: [parts[p]] if parts.get(p) is not None and not parts[p].is_empty else []
     body = parts.get(Part.BODY)

@@ -20,7 +20,7 @@ import numpy as np
 
 from stdgen.eval.perceptual import NOT_COMPUTED
 from stdgen.eval.protocol import CharacterEval, EvalRun, ViewSet
-from stdgen.semantics import BACKGROUND_LABEL, PARTS
+from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS
 
 #: The paper's Table 1 ("Ours" rows): (SSIM, LPIPS, FID, CLIP) for A-pose / arbitrary-pose input.
 PAPER_TABLE1 = {

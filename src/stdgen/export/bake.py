@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 
 
 def uniform_color(mesh: Mesh, tol: float = 1.0 / 512) -> np.ndarray | None:

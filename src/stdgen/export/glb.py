@@ -7,7 +7,7 @@ textured (baseColorTexture, sRGB PNG) or vertex-coloured (COLOR_0, linear as glT
 normals. Vertices are split along UV seams only in the file; ``read_glb`` welds nothing back, so
 a round trip keeps positions and triangles but may have more vertices.
 
-``skinned=True`` (a :class:`~stdgen.data.character.Character` with a skeleton) writes the rest
+``skinned=True`` (a :class:`~stdgen.structures.character.Character` with a skeleton) writes the rest
 meshes with a skin over joint nodes named after the skeleton's bones (world-aligned rest
 frames, inverse bind matrices = translate(-rest joint)), and the character's pose as the joints'
 rotations, so viewers show the posed character and tools can re-pose it;
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stdgen.errors import InputError
-from stdgen.geometry.mesh import Mesh, merge_meshes
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.mesh import Mesh, merge_meshes
+from stdgen.structures.semantics import PARTS, Part
 from stdgen.utils.color import srgb_to_linear
 
 PART_NODES: tuple[str, ...] = tuple(p.key for p in PARTS)
@@ -327,7 +327,7 @@ def _default_material_names(key: str, n: int) -> list[str]:
 
 def posed_pieces(character, part: Part) -> list[Mesh]:
     """The pieces of one part in the character's pose (each piece its own mesh)."""
-    from stdgen.data.character import skin_vertices
+    from stdgen.structures.character import skin_vertices
 
     out = []
     for m in character.rest_meshes(part):
@@ -344,7 +344,7 @@ def posed_pieces(character, part: Part) -> list[Mesh]:
 
 def scene_spec(parts, *, skinned: bool = False) -> SceneSpec:
     """The :class:`SceneSpec` of ``write_glb``'s arguments."""
-    from stdgen.data.character import Character
+    from stdgen.structures.character import Character
 
     if isinstance(parts, Character):
         if skinned:
@@ -371,7 +371,7 @@ def glb_bytes(parts, *, skinned: bool = False) -> bytes:
 def write_glb(parts: Mapping[str, Mesh] | object, path: str | os.PathLike, *, skinned: bool = False) -> None:
     """Write a layered character as GLB (atomically).
 
-    ``parts``: a :class:`~stdgen.data.character.Character` (its posed pieces are written, or with
+    ``parts``: a :class:`~stdgen.structures.character.Character` (its posed pieces are written, or with
     ``skinned=True`` its rest pieces, skin and pose) or a mapping ``{"body" | Part.BODY: Mesh or
     [Mesh, ...], ...}``.
     """
@@ -447,7 +447,7 @@ def _piece(p, skin_joints, skin_weights, name: str) -> Mesh:
 
 def read_character_glb(path: str | os.PathLike, data: bytes | None = None):
     """Read a skinned character GLB (as ``write_glb(character, skinned=True)`` writes) back into a
-    :class:`~stdgen.data.character.Character`: rest pieces per part (one per primitive, vertices
+    :class:`~stdgen.structures.character.Character`: rest pieces per part (one per primitive, vertices
     split at UV seams welded back), the
     skeleton (joint nodes' names, hierarchy and bind positions), skin weights, and the pose the
     joint nodes hold. A GLB without a skin comes back with ``skeleton=None`` (its meshes as
@@ -459,7 +459,7 @@ def read_character_glb(path: str | os.PathLike, data: bytes | None = None):
 
 
 def _read_character(doc, config_cls, extract_primitives):
-    from stdgen.data.character import Character, Pose, Skeleton
+    from stdgen.structures.character import Character, Pose, Skeleton
     from stdgen.data.vrm.gltf import as_int
 
     gltf = doc.gltf

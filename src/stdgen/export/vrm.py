@@ -27,7 +27,7 @@ import numpy as np
 
 from stdgen.errors import StdgenError
 from stdgen.export.glb import GlbBuilder, SceneSpec, build_scene
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.semantics import PARTS, Part
 
 VRM_VERSIONS: tuple[str, ...] = ("1.0", "0.x")
 MATERIAL_STYLES: tuple[str, ...] = ("mtoon", "unlit")
@@ -250,7 +250,7 @@ def t_posed(character, tol_deg: float = 5.0):
     to horizontal (keeping their heading; legs untouched) by skinning, and the result becomes the
     new rest: the pieces' vertices and the skeleton's joints move, the weights stay. Returns the
     character at rest (``pose=None``) either way."""
-    from stdgen.data.character import Character, Pose, Skeleton, skin_vertices
+    from stdgen.structures.character import Character, Pose, Skeleton, skin_vertices
     from stdgen.data.posing import a_pose, upper_arm_angle
 
     skel = character.skeleton

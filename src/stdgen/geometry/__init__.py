@@ -3,7 +3,7 @@
 Modules (imported lazily, so ``import stdgen.geometry`` stays light for code that only wants
 ``Mesh``):
 
-- :mod:`~stdgen.geometry.mesh` the project-wide ``Mesh`` and ``merge_meshes``;
+- :mod:`~stdgen.structures.mesh` the project-wide ``Mesh`` and ``merge_meshes``;
 - :mod:`~stdgen.geometry.inside` point-in-mesh tests (``contains``, ``contains_grid``);
 - :mod:`~stdgen.geometry.volume` volume rendering with semantics (Eqs. 1, 2, 6-8);
 - :mod:`~stdgen.geometry.triplane` bilinear triplane lookup;
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 
-from stdgen.geometry.mesh import Mesh, merge_meshes
+from stdgen.structures.mesh import Mesh, merge_meshes
 
 _LAZY = {
     "contains": "inside", "contains_grid": "inside",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import Part
 
 
 @dataclass(frozen=True)

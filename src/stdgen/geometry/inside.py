@@ -29,7 +29,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 
 __all__ = ["contains", "contains_grid", "occluded_grid", "ray_winding_numbers", "winding_numbers"]
 

@@ -3,7 +3,7 @@
 From one field (``sdf`` negative inside, class probabilities ``probs``):
 
 - the **layer meshes** are the zero sets of the semantic-equivalent SDF (Eq. 10) for the kept
-  sets ``P`` of :data:`stdgen.semantics.LAYER_SETS`: ``{body}``, ``{body, clothes}``, everything;
+  sets ``P`` of :data:`stdgen.structures.semantics.LAYER_SETS`: ``{body}``, ``{body, clothes}``, everything;
 - the **part meshes** are what each layer adds over the one inside it. The region of
   ``{body, clothes}`` minus the region of ``{body}`` is, up to ties, the region where clothes win
   among the parts inside the surface, i.e. the zero set of Eq. 3 with ``s = clothes`` (the
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from stdgen.geometry.grid import Grid, IsoSurface
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.geometry.semantic_sdf import layer_sdf, semantic_sdf
-from stdgen.semantics import LAYER_SETS, PARTS, Part
+from stdgen.structures.semantics import LAYER_SETS, PARTS, Part
 
 __all__ = ["LayerConfig", "LayerMeshes", "clean_mesh", "decimate", "extract_layers", "extract_surface",
            "remove_small_components"]

@@ -1,7 +1,7 @@
 """The semantic-equivalent SDF (StdGEN Eqs. 3 and 10).
 
 Given a field ``f`` (negative inside, positive outside) and class probabilities ``p`` over the
-parts (last axis, in :class:`~stdgen.semantics.Part` order), the equivalent SDF of one semantic
+parts (last axis, in :class:`~stdgen.structures.semantics.Part` order), the equivalent SDF of one semantic
 ``s`` is
 
     f_s = max(f, max_{r != s} p_r - p_s)                                   (Eq. 3)
@@ -32,7 +32,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from stdgen.semantics import NUM_PARTS, Part
+from stdgen.structures.semantics import NUM_PARTS, Part
 
 __all__ = ["semantic_sdf", "layer_sdf"]
 

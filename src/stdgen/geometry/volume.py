@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stdgen.semantics import NUM_PARTS, Part
+from stdgen.structures.semantics import NUM_PARTS, Part
 from stdgen.utils.checks import check_tensor
 
 __all__ = ["RayBundle", "composite", "kept_probability", "render_rays", "sample_along_rays"]

@@ -6,7 +6,7 @@ ceiling benchmark and (if wanted) 3D supervision.
 **Layers are solids.** The S-LRM's field is one solid whose classes say which layer each inside
 point belongs to; the renders that supervise it cannot see the air between a garment and the
 skin. So the voxeliser works with the *cumulative* layer solids ``S_1 = body``,
-``S_2 = body + clothes``, ``S_3 = everything`` (:data:`stdgen.semantics.LAYER_SETS`): ``S_k`` is
+``S_2 = body + clothes``, ``S_3 = everything`` (:data:`stdgen.structures.semantics.LAYER_SETS`): ``S_k`` is
 ``S_{k-1}`` plus the inside of layer k's meshes plus the air they hide, among points within
 ``fill_distance`` of layer k's surface: points in a thin gap between layer k and the layers
 inside it (nearest points on both on opposite sides, and the two distances summing to at most
@@ -47,8 +47,8 @@ import numpy as np
 
 from stdgen.geometry.grid import Grid
 from stdgen.geometry.inside import contains_grid
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import NUM_PARTS, PARTS, Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import NUM_PARTS, PARTS, Part
 
 __all__ = ["VoxelField", "character_grid", "class_probabilities", "mesh_sdf", "mesh_distance",
            "voxelize_character", "voxelize_parts"]
@@ -141,7 +141,7 @@ def voxelize_parts(parts: dict[Part, Mesh], grid: Grid, *, band: float = 3.0, te
     from scipy import ndimage
 
     from stdgen.geometry.inside import occluded_grid
-    from stdgen.geometry.mesh import merge_meshes
+    from stdgen.structures.mesh import merge_meshes
 
     h = float(min(grid.spacing))
     reach = dict(DEFAULT_FILL_DISTANCE)
@@ -222,7 +222,7 @@ def voxelize_character(character, resolution=128, *, margin: float = 0.03, band:
                        temperature: float = 1.0, fill_distance: dict[Part, float] | None = None,
                        max_gap: dict[Part, float] | None = None, far_field: str = "clamp",
                        grid: Grid | None = None) -> VoxelField:
-    """Voxelise a :class:`~stdgen.data.character.Character` (its posed parts) at ``resolution``
+    """Voxelise a :class:`~stdgen.structures.character.Character` (its posed parts) at ``resolution``
     (see :func:`character_grid`), or on ``grid`` when given."""
     parts = {p: character.part(p) for p in PARTS}
     if grid is None:

@@ -40,7 +40,7 @@ def _refine(args: argparse.Namespace) -> int:
 
     from stdgen.errors import StdgenError
     from stdgen.refine.pipeline import PipelineConfig, refine_folder
-    from stdgen.semantics import PARTS
+    from stdgen.structures.semantics import PARTS
     from stdgen.utils.device import resolve_device
 
     folder = Path(args.character_dir)

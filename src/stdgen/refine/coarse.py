@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from stdgen.errors import InputError
-from stdgen.geometry.mesh import Mesh
-from stdgen.semantics import PARTS, Part
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import PARTS, Part
 
 #: Mesh file types read from a ``--coarse`` directory (besides one GLB with nodes body/clothes/hair).
 MESH_SUFFIXES: tuple[str, ...] = (".glb", ".obj", ".ply", ".stl", ".off")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from stdgen.geometry.mesh import vertex_normals
+from stdgen.structures.mesh import vertex_normals
 from stdgen.geometry.nearest import NearestPoints
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from stdgen.eval.geometry import sample_surface
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.geometry.voxelize import _point_triangle_dist2
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from stdgen.geometry.mesh import vertex_normals
+from stdgen.structures.mesh import vertex_normals
 
 #: Split edges longer than this times their target length (Botsch and Kobbelt's 4/3).
 SPLIT_RATIO = 4.0 / 3.0

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from stdgen.errors import InputError
 from stdgen.render.camera import Cameras
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 #: The layer set a stage renders and compares with, per optimised part.
 STAGE_LAYER_SET: dict[Part, str] = {Part.BODY: "body", Part.CLOTHES: "body_clothes", Part.HAIR: "full"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 
 # Capsules (start, end, radius, colour) of a small A-posed figure, 1.6 m tall, facing +Z.
 _SKIN, _SHIRT, _PANTS = (0.98, 0.84, 0.74), (0.25, 0.45, 0.85), (0.2, 0.2, 0.3)

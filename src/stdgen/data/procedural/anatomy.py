@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stdgen.data.character import HUMANOID_BONES, HUMANOID_PARENTS, Skeleton
+from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Skeleton
 from stdgen.data.procedural.params import BodyParams
 from stdgen.data.procedural.sdf import PrimitiveBuilder, Primitives
 

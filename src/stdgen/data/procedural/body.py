@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from stdgen.data.procedural import sdf
 from stdgen.data.procedural.anatomy import Anatomy, anatomy, body_primitives
 from stdgen.data.procedural.params import BodyParams
-from stdgen.geometry.mesh import vertex_normals
+from stdgen.structures.mesh import vertex_normals
 
 #: Primitives remembered per template vertex (those within blending range matter).
 SUBSET_SIZE = 6
@@ -346,7 +346,7 @@ def body_template() -> BodyTemplate:
     """Build (once per process) the canonical body template."""
     import fast_simplification
 
-    from stdgen.data.character import HUMANOID_BONES
+    from stdgen.structures.character import HUMANOID_BONES
 
     p = canonical_params()
     an = anatomy(p)
@@ -481,7 +481,7 @@ _AXIS_OF_BONE = {"Arm": 0, "Hand": 0, "Shoulder": 0, "Leg": 1, "Foot": 1, "Toes"
 
 def _bone_affines(template: BodyTemplate, an: Anatomy, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per bone a diagonal scale S (J, 3) and the joints (old, new), mapping x -> new + S (x - old)."""
-    from stdgen.data.character import HUMANOID_PARENTS
+    from stdgen.structures.character import HUMANOID_PARENTS
 
     old, new = template.anatomy, an
     s_h = new.h / old.h
@@ -511,7 +511,7 @@ def deform_to(template: BodyTemplate, points: np.ndarray, skin_joints: np.ndarra
               an: Anatomy) -> np.ndarray:
     """Move template-space points (N, 3) to a character with anatomy ``an`` by blended per-bone
     affine maps (the start for the projection onto the character's own surface)."""
-    from stdgen.data.character import HUMANOID_BONES
+    from stdgen.structures.character import HUMANOID_BONES
 
     scales, old, new = _bone_affines(template, an, list(HUMANOID_BONES))
     out = np.zeros_like(points, dtype=np.float64)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from stdgen.data.character import Pose, Skeleton
+from stdgen.structures.character import Pose, Skeleton
 
 
 def blend_transforms(joints: np.ndarray, weights: np.ndarray, skeleton: Skeleton, pose: Pose
@@ -34,7 +34,7 @@ class PosedSurface:
     vertices, signed by the interpolated vertex normal at the closest point."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
-        from stdgen.geometry.mesh import vertex_normals
+        from stdgen.structures.mesh import vertex_normals
 
         self.v = vertices.astype(np.float64)
         self.f = faces.astype(np.int64)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from stdgen.data.character import HUMANOID_BONES
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import meshops, paint, sdf
 from stdgen.data.procedural.anatomy import Anatomy
 from stdgen.data.procedural.body import UV_TILE, BodyShape, BodyTemplate

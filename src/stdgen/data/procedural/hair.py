@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stdgen.data.character import HUMANOID_BONES
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import paint, sdf
 from stdgen.data.procedural.body import BodyShape, BodyTemplate
-from stdgen.geometry.mesh import Mesh
+from stdgen.structures.mesh import Mesh
 
 HAIR_STYLES = ("short", "bob", "medium", "long", "spiky", "ponytail", "twintails", "bun", "twin_buns", "hime")
 BANGS = ("straight", "swept", "parted", "curtain", "choppy")

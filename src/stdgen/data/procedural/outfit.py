@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stdgen.data.character import HUMANOID_BONES
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import meshops, paint, sdf
 from stdgen.data.procedural.body import BodyShape, BodyTemplate
 from stdgen.data.procedural.garments import (
@@ -255,7 +255,7 @@ class BuildContext:
 def _result(name: str, shells: list[tuple[meshops.Shell, np.ndarray]], outer_offset: float,
             covers_back: bool) -> GarmentResult:
     """Merge shells (each with its own texture) into one garment mesh with one atlas texture."""
-    from stdgen.geometry.mesh import Mesh, merge_meshes
+    from stdgen.structures.mesh import Mesh, merge_meshes
 
     meshes = [Mesh(s.vertices, s.faces, uvs=s.uvs, uv_faces=s.uv_faces, texture=t, name=name) for s, t in shells]
     merged = merge_meshes(meshes, name=name) if len(meshes) > 1 else meshes[0]

@@ -1,4 +1,4 @@
-"""VRM 0.x / 1.0 import: real VRM characters -> :class:`~stdgen.data.character.Character`.
+"""VRM 0.x / 1.0 import: real VRM characters -> :class:`~stdgen.structures.character.Character`.
 
 ``import_vrm(path)`` reads a file, splits it into body / clothes / hair by names
 (``parts.yaml``, overridable), builds the humanoid skeleton and poses it to the canonical A-pose;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stdgen.data.character import HUMANOID_BONES, HUMANOID_PARENTS
+from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS
 
 
 def _fingers(side: str) -> dict[str, str]:

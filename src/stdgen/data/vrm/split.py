@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from stdgen.errors import InputError
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 NAME_KINDS: tuple[str, ...] = ("material", "mesh", "node")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stdgen.geometry.mesh import Mesh, merge_meshes
-from stdgen.semantics import LAYER_SETS, Part
+from stdgen.structures.mesh import Mesh, merge_meshes
+from stdgen.structures.semantics import LAYER_SETS, Part
 
 #: VRM humanoid bone names this project uses, in a parent-before-child order. ``HUMANOID_PARENTS``
 #: gives each bone's parent in the standard humanoid hierarchy (fingers and eyes are optional in

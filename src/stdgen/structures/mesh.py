@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stdgen.semantics import Part
+from stdgen.structures.semantics import Part
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
