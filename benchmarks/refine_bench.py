@@ -50,8 +50,8 @@ def figures(folder: Path, out: Path, figdir: Path) -> None:
 
     from stdgen.data.dataset_format import read_renders
     from stdgen.export.glb import read_glb
-    from stdgen.structures.mesh import merge_meshes
     from stdgen.render import render_mesh
+    from stdgen.structures.mesh import merge_meshes
     from stdgen.utils.io import image_grid, load_png, save_png
 
     figdir.mkdir(parents=True, exist_ok=True)

@@ -50,11 +50,11 @@ def main(argv=None) -> None:
     ap.add_argument("--set", nargs="*", default=[], help="RefineConfig overrides, stage.field=value")
     args = ap.parse_args(argv)
     from stdgen.data.dataset_format import read_renders
-    from stdgen.structures.mesh import Mesh, merge_meshes
     from stdgen.refine.pipeline import STAGE_LAYER_SET, PipelineConfig, coarse_layers, read_true_parts
     from stdgen.refine.schedule import refine_character
     from stdgen.refine.targets import targets_from_renders
     from stdgen.refine.texture import texture_part, uv_atlas
+    from stdgen.structures.mesh import Mesh, merge_meshes
     from stdgen.structures.semantics import PARTS
 
     dev = torch.device(args.device)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from stdgen.data import posing
-from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Pose, Skeleton, skin_vertices
 from stdgen.data.procedural.anatomy import anatomy
 from stdgen.data.procedural.params import BodyParams
+from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Pose, Skeleton, skin_vertices
 
 #: Angles are measured from posed joint positions (float32), so they hold to about 1e-4 degrees.
 ANGLE_TOL = 1e-3

@@ -11,10 +11,10 @@ import pytest
 from procedural_checks import DEFAULT_CASES, character, is_closed_oriented, signed_volume, vertex_manifold
 
 from stdgen.data import posing
-from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import CharacterConfig, make_character
 from stdgen.data.procedural.body import body_template
 from stdgen.data.procedural.sdf import evaluate
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.structures.semantics import Part
 
 

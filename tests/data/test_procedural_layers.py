@@ -24,8 +24,8 @@ from procedural_checks import (
     signed_volume,
 )
 
-from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural.garments import GARMENT_KINDS, GARMENT_SLOTS
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.structures.semantics import Part
 
 LAYER_TOL = 0.002  # metres
@@ -183,8 +183,8 @@ def test_at_least_ten_garment_kinds():
 
 @pytest.mark.parametrize("kind", GARMENT_KINDS)
 def test_every_kind_is_a_closed_shell_around_the_body(kind, kind_context):
-    from stdgen.structures.character import Character, Pose
     from stdgen.data.procedural.outfit import _palette, _sample_spec, build_garment, stack_ranks
+    from stdgen.structures.character import Character, Pose
     from stdgen.structures.mesh import Mesh
 
     ctx, sk = kind_context

@@ -12,12 +12,12 @@ import pytest
 import trimesh
 from PIL import Image
 
-from stdgen.structures.character import Pose
 from stdgen.data.posing import upper_arm_angle
 from stdgen.data.vrm import SkipImport, VrmImportConfig, import_vrm, load_part_rules, read_vrm
 from stdgen.data.vrm.importer import extract_primitives, weld_vertices
 from stdgen.data.vrm.split import parse_part_rules
 from stdgen.errors import InputError
+from stdgen.structures.character import Pose
 from stdgen.structures.semantics import PARTS, Part
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,9 +5,9 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from stdgen.structures.character import Character, Pose, Skeleton
 from stdgen.errors import InputError
 from stdgen.export.glb import read_glb, write_glb
+from stdgen.structures.character import Character, Pose, Skeleton
 from stdgen.structures.mesh import Mesh
 
 

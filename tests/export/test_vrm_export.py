@@ -228,9 +228,9 @@ def test_export_cli_glb_to_vrm_and_back(tmp_path, capsys):
 
 
 def test_a_posed_rest_is_exported_as_a_t_pose(tmp_path):
-    from stdgen.structures.character import Character, Skeleton
     from stdgen.data.posing import leg_spread_angle, upper_arm_angle
     from stdgen.export.vrm import t_posed
+    from stdgen.structures.character import Character, Skeleton
 
     ch = capsule_character()
     assert t_posed(ch).body is ch.body  # already a T-pose: untouched

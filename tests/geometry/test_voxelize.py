@@ -6,8 +6,8 @@ import trimesh
 from geometry_standin import standin_character, standin_sdfs
 
 from stdgen.geometry.grid import Grid
-from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.geometry.voxelize import character_grid, mesh_distance, mesh_sdf, voxelize_character, voxelize_parts
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import Part
 
 

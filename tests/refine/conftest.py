@@ -13,9 +13,9 @@ import pytest
 import torch
 from skimage.measure import marching_cubes
 
-from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.refine.coarse import taubin_smooth
 from stdgen.render import frame_bounds, generation_views, render_mesh
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import PARTS, Part
 
 CENTER = np.array([0.0, 0.5, 0.0])

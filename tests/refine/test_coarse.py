@@ -5,9 +5,9 @@ import pytest
 import trimesh
 
 from stdgen.errors import InputError
-from stdgen.structures.mesh import Mesh
 from stdgen.refine.coarse import read_coarse_dir, taubin_smooth, thickened_layer_field, weld
 from stdgen.refine.remesh import manifold_report
+from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import Part
 
 

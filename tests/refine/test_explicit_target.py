@@ -4,10 +4,10 @@ import numpy as np
 import torch
 import trimesh
 
-from stdgen.structures.mesh import Mesh, vertex_normals
 from stdgen.refine.explicit_target import ExplicitTargetConfig, explicit_target_pass, explicit_targets
 from stdgen.refine.targets import make_targets
 from stdgen.render import generation_views, render_mesh, shade
+from stdgen.structures.mesh import Mesh, vertex_normals
 
 
 def _sphere_targets(res=128):

@@ -4,8 +4,8 @@ import numpy as np
 import trimesh
 
 from stdgen.eval.geometry import point_metrics, sample_surface
-from stdgen.structures.mesh import Mesh
 from stdgen.refine.metrics import surface_metrics
+from stdgen.structures.mesh import Mesh
 
 
 def _sphere(radius=1.0, subdivisions=4):

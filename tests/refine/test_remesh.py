@@ -186,8 +186,8 @@ def test_unique_edges_match_numpy_unique():
 def test_mesh_edges_and_adaptive_lengths_match_numpy():
     import trimesh
 
-    from stdgen.structures.mesh import vertex_normals
     from stdgen.refine.remesh import adaptive_edge_length, mesh_edges
+    from stdgen.structures.mesh import vertex_normals
 
     tm = trimesh.creation.icosphere(3)
     v = np.asarray(tm.vertices) * [1.0, 0.4, 0.7]  # an ellipsoid: curvature varies over it

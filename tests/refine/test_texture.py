@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from stdgen.structures.mesh import merge_meshes
 from stdgen.refine.texture import TextureConfig, pull_push_fill, texture_part
 from stdgen.render import render_mesh
+from stdgen.structures.mesh import merge_meshes
 from stdgen.structures.semantics import Part
 
 #: PSNR (dB) of a baked texture re-rendered in the views it was baked from, on the exact geometry.

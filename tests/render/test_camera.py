@@ -5,7 +5,6 @@ import pytest
 import torch
 import trimesh
 
-from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.render import (
     EVALUATION_AZIMUTHS,
     GENERATION_AZIMUTHS,
@@ -20,6 +19,7 @@ from stdgen.render import (
     render_mesh,
     top_bottom_views,
 )
+from stdgen.structures.mesh import Mesh, merge_meshes
 
 
 def _ball(center, color, radius=0.2) -> Mesh:

@@ -7,7 +7,6 @@ import pytest
 import torch
 import trimesh
 
-from stdgen.structures.mesh import Mesh
 from stdgen.render import (
     VISIBILITY_BACKENDS,
     interpolate,
@@ -18,6 +17,7 @@ from stdgen.render import (
     visibility,
 )
 from stdgen.render.shade import linear_depth
+from stdgen.structures.mesh import Mesh
 
 BACKENDS = ["torch", "numba"]
 

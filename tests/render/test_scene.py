@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 
 from stdgen.cli import main
-from stdgen.structures.mesh import Mesh
 from stdgen.render import orthographic_cameras, render_mesh
+from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import BACKGROUND_LABEL, Part
 
 

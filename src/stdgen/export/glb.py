@@ -459,8 +459,8 @@ def read_character_glb(path: str | os.PathLike, data: bytes | None = None):
 
 
 def _read_character(doc, config_cls, extract_primitives):
-    from stdgen.structures.character import Character, Pose, Skeleton
     from stdgen.data.vrm.gltf import as_int
+    from stdgen.structures.character import Character, Pose, Skeleton
 
     gltf = doc.gltf
     path = doc.path

@@ -250,8 +250,8 @@ def t_posed(character, tol_deg: float = 5.0):
     to horizontal (keeping their heading; legs untouched) by skinning, and the result becomes the
     new rest: the pieces' vertices and the skeleton's joints move, the weights stay. Returns the
     character at rest (``pose=None``) either way."""
-    from stdgen.structures.character import Character, Pose, Skeleton, skin_vertices
     from stdgen.data.posing import a_pose, upper_arm_angle
+    from stdgen.structures.character import Character, Pose, Skeleton, skin_vertices
 
     skel = character.skeleton
     sides = [s for s in ("left", "right") if f"{s}UpperArm" in skel.names and f"{s}LowerArm" in skel.names]

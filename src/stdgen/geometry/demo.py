@@ -17,8 +17,8 @@ import numpy as np
 
 from stdgen.geometry.grid import Grid
 from stdgen.geometry.layers import LayerConfig, LayerMeshes, extract_layers
-from stdgen.structures.mesh import Mesh, merge_meshes, sample_texture_at_vertices
 from stdgen.geometry.voxelize import VoxelField, voxelize_character
+from stdgen.structures.mesh import Mesh, merge_meshes, sample_texture_at_vertices
 from stdgen.structures.semantics import PARTS, Part
 
 #: Display colours of the parts in sections and label renders (sRGB).

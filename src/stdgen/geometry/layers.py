@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from stdgen.geometry.grid import Grid, IsoSurface
-from stdgen.structures.mesh import Mesh
 from stdgen.geometry.semantic_sdf import layer_sdf, semantic_sdf
+from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import LAYER_SETS, PARTS, Part
 
 __all__ = ["LayerConfig", "LayerMeshes", "clean_mesh", "decimate", "extract_layers", "extract_surface",

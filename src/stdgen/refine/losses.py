@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from stdgen.structures.mesh import vertex_normals
 from stdgen.geometry.nearest import NearestPoints
+from stdgen.structures.mesh import vertex_normals
 
 
 @dataclass

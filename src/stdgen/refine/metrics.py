@@ -25,8 +25,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from stdgen.eval.geometry import sample_surface
-from stdgen.structures.mesh import Mesh
 from stdgen.geometry.voxelize import _point_triangle_dist2
+from stdgen.structures.mesh import Mesh
 
 
 @numba.njit(cache=True)

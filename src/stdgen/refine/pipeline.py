@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from stdgen.errors import InputError
-from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.refine.atlas import AtlasWorker, PendingAtlas
 from stdgen.refine.coarse import CoarseConfig, coarse_layers, read_coarse_dir
 from stdgen.refine.schedule import RefineConfig, RefineResult, refine_character
 from stdgen.refine.targets import STAGE_LAYER_SET, targets_from_renders
 from stdgen.refine.texture import TextureConfig, texture_part
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import PARTS, Part
 
 

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stdgen.structures.mesh import Mesh, vertex_normals
 from stdgen.geometry.nearest import NearestPoints
 from stdgen.refine.dilation import DilationConfig, post_dilate, pre_dilate
 from stdgen.refine.explicit_target import ExplicitTargetConfig, explicit_target_pass
@@ -32,6 +31,7 @@ from stdgen.refine.remesh import RemeshConfig, adaptive_edge_length, mesh_edges,
 from stdgen.refine.targets import StageTargets, crop_targets, make_targets
 from stdgen.render import antialias, antialias_topology, interpolate, rasterize, shade
 from stdgen.render.camera import Cameras
+from stdgen.structures.mesh import Mesh, vertex_normals
 from stdgen.structures.semantics import PARTS, Part
 
 

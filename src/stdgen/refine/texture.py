@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stdgen.structures.mesh import Mesh
 from stdgen.refine.atlas import uv_atlas
 from stdgen.render import interpolate, rasterize, shade
 from stdgen.render.camera import Cameras
+from stdgen.structures.mesh import Mesh
 
 
 @dataclass

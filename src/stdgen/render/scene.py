@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stdgen.structures.mesh import Mesh
 from stdgen.render import shade
 from stdgen.render.antialias import antialias, antialias_topology
 from stdgen.render.camera import Cameras
 from stdgen.render.interpolate import face_attribute, interpolate
 from stdgen.render.rasterize import rasterize
 from stdgen.render.texture import texture as sample_texture
+from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import BACKGROUND_LABEL
 
 

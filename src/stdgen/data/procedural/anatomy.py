@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Skeleton
 from stdgen.data.procedural.params import BodyParams
 from stdgen.data.procedural.sdf import PrimitiveBuilder, Primitives
+from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Skeleton
 
 SIDES = (("left", 1.0), ("right", -1.0))
 

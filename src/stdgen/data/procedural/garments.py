@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import meshops, paint, sdf
 from stdgen.data.procedural.anatomy import Anatomy
 from stdgen.data.procedural.body import UV_TILE, BodyShape, BodyTemplate
+from stdgen.structures.character import HUMANOID_BONES
 
 #: Every garment kind, and the slot it fills in an outfit.
 GARMENT_SLOTS: dict[str, str] = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from stdgen.structures.character import HUMANOID_BONES, Character, skin_vertices
 from stdgen.data.procedural import hair as hair_mod
 from stdgen.data.procedural.body import BodyTemplate, body_template, make_body_shape
 from stdgen.data.procedural.face import sample_face
@@ -19,6 +18,7 @@ from stdgen.data.procedural.garments import Frame
 from stdgen.data.procedural.outfit import BuildContext, build_garment, sample_outfit
 from stdgen.data.procedural.params import CharacterConfig, sample_body
 from stdgen.data.procedural.skin import paint_body_texture, sample_skin
+from stdgen.structures.character import HUMANOID_BONES, Character, skin_vertices
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import Part
 

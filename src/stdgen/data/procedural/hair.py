@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import paint, sdf
 from stdgen.data.procedural.body import BodyShape, BodyTemplate
+from stdgen.structures.character import HUMANOID_BONES
 from stdgen.structures.mesh import Mesh
 
 HAIR_STYLES = ("short", "bob", "medium", "long", "spiky", "ponytail", "twintails", "bun", "twin_buns", "hime")

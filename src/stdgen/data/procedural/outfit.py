@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stdgen.structures.character import HUMANOID_BONES
 from stdgen.data.procedural import meshops, paint, sdf
 from stdgen.data.procedural.body import BodyShape, BodyTemplate
 from stdgen.data.procedural.garments import (
@@ -32,6 +31,7 @@ from stdgen.data.procedural.garments import (
     paint_skirt_texture,
     skirt_shell,
 )
+from stdgen.structures.character import HUMANOID_BONES
 
 # -- palettes ----------------------------------------------------------------------------------------
 _SCHEMES = ("uniform", "pastel", "vivid", "earth", "mono", "dark")

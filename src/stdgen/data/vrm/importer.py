@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stdgen.structures.character import HUMANOID_BONES, Character, Skeleton
 from stdgen.data.vrm.gltf import MALFORMED_ERRORS, GltfFile, as_floats, as_int, load_glb
 from stdgen.data.vrm.humanoid import VRM0_TO_VRM1, VRM_BONES, VRM_REQUIRED_BONES
 from stdgen.data.vrm.split import PartRules, load_part_rules
 from stdgen.errors import InputError, StdgenError
+from stdgen.structures.character import HUMANOID_BONES, Character, Skeleton
 from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import PARTS, Part
 from stdgen.utils.color import linear_to_srgb, srgb_to_linear
