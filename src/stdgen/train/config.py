@@ -29,7 +29,8 @@ class TrainConfig:
     the CPU); ``log_every`` steps between log lines (the only steps that read losses back to the host);
     ``image_every`` steps between TensorBoard image grids (0: never); ``val_every`` steps between
     validations (0: never); ``ckpt_every_minutes`` wall-clock minutes between periodic checkpoints (0: only
-    at the end); ``seed`` seeds the model initialisation, the data stream and every rank's RNG.
+    at the end); ``tensorboard`` write ``tb/`` (needs the tensorboard package; off in quick tests, whose
+    start-up it dominates); ``seed`` seeds the model initialisation, the data stream and every rank's RNG.
     """
 
     lr: float = 3e-4
@@ -45,6 +46,7 @@ class TrainConfig:
     image_every: int = 500
     val_every: int = 1000
     ckpt_every_minutes: float = 5.0
+    tensorboard: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -355,13 +355,14 @@ class Trainer:
         self.batches: Iterator[Any] = iter(self.task.batches(**kwargs))
 
         self.tb = None
-        if self.is_main:
+        if self.is_main and self.cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(self.run_dir / TB_DIR))
             except ImportError:
                 logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        if self.is_main:
             if ckpt is not None:
                 self._truncate_log(self.step)
             prev = _read_json(self.run_dir / RUN_JSON) if ckpt is not None else {}
