@@ -292,7 +292,8 @@ class RenderStream(IterableDataset):
     background; ``alpha`` (B, L, V, 1, H, W) antialiased coverage; ``normal`` (B, L, V, 3, H, W)
     unit world normals (0 off the coverage); ``depth`` (B, L, V, 1, H, W) camera-space metres (0
     off); ``sem`` (B, L, V, H, W) uint8 ``Part`` values (255 background); ``world_to_cam`` and
-    ``proj`` (B, V, 4, 4); ``light_dir`` (B, 3); ``seed`` and ``variant`` (B,) int64 (variant 0: a
+    ``proj`` (B, V, 4, 4); ``center`` (B, 3) and ``half_size`` (B,) the framing of the orthographic
+    views (world point = center + half_size * normalised point); ``light_dir`` (B, 3); ``seed`` and ``variant`` (B,) int64 (variant 0: a
     fresh character; pool variants are numbered from 1); ``layers``
     the layer-set names of axis L; ``view_names`` the V view names. Only the requested maps are
     present; all tensors are on the render device. A last partial batch is yielded too.
@@ -377,6 +378,8 @@ class RenderStream(IterableDataset):
             batch["sem"] = out["sem"].reshape(b, nl, nv, res, res)
         batch["world_to_cam"] = torch.stack([cam.world_to_cam for cam in cams]).to(device)
         batch["proj"] = torch.stack([cam.proj for cam in cams]).to(device)
+        batch["center"] = torch.tensor([it.framing.center for it in items], dtype=torch.float32, device=device)
+        batch["half_size"] = torch.tensor([it.framing.half_size for it in items], dtype=torch.float32, device=device)
         batch["light_dir"] = torch.tensor([it.light_dir for it in items], dtype=torch.float32, device=device)
         batch["seed"] = torch.tensor([it.seed for it in items], dtype=torch.int64)
         batch["variant"] = torch.tensor([it.variant for it in items], dtype=torch.int64)

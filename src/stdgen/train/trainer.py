@@ -472,9 +472,17 @@ class Trainer:
     def _images(self, batch: Any) -> None:
         with self._eval_model() as m, self._autocast():
             grids = self.task.images(m, batch)
-        if self.tb is not None:
-            for name, img in grids.items():
-                self.tb.add_image(f"images/{name}", make_grid(img.detach().float().clamp(0, 1).cpu()), self.step)
+        for name, img in grids.items():
+            grid = make_grid(img.detach().float().clamp(0, 1).cpu())
+            if self.tb is not None:
+                self.tb.add_image(f"images/{name}", grid, self.step)
+            # PNGs too, to look at without TensorBoard (the latest one under a fixed name).
+            from PIL import Image
+
+            pixels = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+            (self.run_dir / "images").mkdir(exist_ok=True)
+            Image.fromarray(pixels).save(self.run_dir / "images" / f"{name}_{self.step:07d}.png")
+            Image.fromarray(pixels).save(self.run_dir / "images" / f"{name}_latest.png")
 
     def _validate(self) -> dict[str, float]:
         with self._eval_model() as m, self._autocast():

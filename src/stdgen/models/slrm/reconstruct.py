@@ -1,0 +1,154 @@
+"""Six views -> a layered ``Character`` with the S-LRM: one forward pass, then the field on a grid
+and the semantic-equivalent SDF + FlexiCubes (:func:`stdgen.geometry.layers.extract_layers`).
+
+No optimisation: the body, the (hollow) clothes and the hair come out of one field. Meshes are
+returned in world units: ``center + half_size * p`` for a normalised point ``p`` (the framing of
+the input views), vertex-coloured from the field's colour decoder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from stdgen.geometry.grid import Grid
+from stdgen.geometry.layers import LayerConfig, LayerMeshes, extract_layers
+from stdgen.models.slrm.model import SLRM
+from stdgen.structures.character import Character
+from stdgen.structures.mesh import Mesh
+from stdgen.structures.semantics import Part
+from stdgen.utils.checks import check_tensor
+
+__all__ = ["ReconstructConfig", "ReconstructOutput", "field_on_grid", "reconstruct"]
+
+
+@dataclass
+class ReconstructConfig:
+    """How the field becomes meshes.
+
+    Attributes:
+        grid_resolution: grid vertices along each axis of the normalised box ``[-bound, bound]^3``.
+        bound: half side of the box sampled (the triplane covers ``[-1, 1]^3``).
+        chunk: points per field evaluation (bounds memory).
+        layers: the extraction settings (method, component cleaning, face budget).
+    """
+
+    grid_resolution: int = 128
+    bound: float = 1.0
+    chunk: int = 1 << 18
+    layers: LayerConfig = field(default_factory=lambda: LayerConfig(method="flexicubes", layers=False))
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.grid_resolution <= 512:
+            raise ValueError(f"ReconstructConfig.grid_resolution: {self.grid_resolution} is out of range [16, 512]")
+        if not 0 < self.bound <= 1:
+            raise ValueError(f"ReconstructConfig.bound: {self.bound} is out of range (0, 1]")
+        if self.chunk < 1024:
+            raise ValueError(f"ReconstructConfig.chunk: {self.chunk} must be at least 1024")
+
+
+@dataclass
+class ReconstructOutput:
+    """``character`` (parts body / clothes / hair, vertex-coloured, world units), ``meshes`` the
+    extraction's part meshes in the normalised frame, ``seconds`` per step (forward, field, extract,
+    colour)."""
+
+    character: Character
+    meshes: LayerMeshes
+    seconds: dict[str, float]
+
+
+@torch.no_grad()
+def field_on_grid(model: SLRM, planes: torch.Tensor, grid: Grid, chunk: int = 1 << 18):
+    """The field of one character's ``planes`` ``(1, 3, C, R, R)`` at every grid vertex: ``sdf``
+    ``(X, Y, Z)`` and class probabilities ``(X, Y, Z, K)`` (float32, on the planes' device)."""
+    check_tensor(planes, "planes", (1, 3, None, None, None))
+    dev = planes.device
+    axes = [torch.arange(n, device=dev, dtype=torch.float32) * s + o
+            for n, s, o in zip(grid.shape, grid.spacing, grid.origin)]
+    pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    sdf = torch.empty(pts.shape[0], device=dev)
+    probs = torch.empty(pts.shape[0], model.config.num_classes, device=dev)
+    for s in range(0, pts.shape[0], chunk):
+        out = model.query(planes, pts[None, s:s + chunk])
+        sdf[s:s + chunk] = out.sdf[0].float()
+        probs[s:s + chunk] = torch.softmax(out.logits[0].float(), -1)
+    return sdf.reshape(grid.shape), probs.reshape(*grid.shape, -1)
+
+
+@torch.no_grad()
+def occupied_grid(model: SLRM, planes: torch.Tensor, config: ReconstructConfig, coarse: int = 33) -> Grid:
+    """The fine grid (spacing ``2 bound / (grid_resolution - 1)``) cropped to where a coarse pass
+    finds the surface (SDF below two coarse cells), plus a margin of two coarse cells. The field is
+    only evaluated there: a character fills about a quarter of its box."""
+    box = Grid.cube(coarse, config.bound)
+    sdf, _ = field_on_grid(model, planes, box, config.chunk)
+    near = (sdf < 2 * box.spacing[0]).nonzero()
+    spacing = 2 * config.bound / (config.grid_resolution - 1)
+    if len(near) == 0:
+        return Grid.cube(config.grid_resolution, config.bound)
+    origin = np.asarray(box.origin)
+    lo = origin + (near.amin(0).cpu().numpy() - 2) * box.spacing[0]
+    hi = origin + (near.amax(0).cpu().numpy() + 2) * box.spacing[0]
+    lo = np.maximum(lo, -config.bound)
+    hi = np.minimum(hi, config.bound)
+    # Snap to the full grid's lattice, so a crop samples the same points as the whole cube would.
+    lo_i = np.floor((lo + config.bound) / spacing).astype(int)
+    hi_i = np.ceil((hi + config.bound) / spacing).astype(int)
+    hi_i = np.maximum(hi_i, lo_i + 1)
+    return Grid(tuple(int(n) for n in hi_i - lo_i + 1), tuple(-config.bound + lo_i * spacing), (spacing,) * 3)
+
+
+@torch.no_grad()
+def reconstruct(model: SLRM, views: torch.Tensor, world_to_cam: torch.Tensor, proj: torch.Tensor, *,
+                center=(0.0, 0.0, 0.0), half_size: float = 1.0, config: ReconstructConfig | None = None,
+                name: str = "reconstruction") -> ReconstructOutput:
+    """Reconstruct one character.
+
+    Args:
+        model: a trained :class:`SLRM` (LoRA merged or not).
+        views: ``(V, C, H, W)`` input views in [0, 1] on the model's device (the six generation views).
+        world_to_cam, proj: ``(V, 4, 4)`` cameras in the **normalised** frame.
+        center, half_size: the views' framing, to return world units.
+        config: :class:`ReconstructConfig`.
+
+    Returns:
+        :class:`ReconstructOutput`.
+    """
+    config = config or ReconstructConfig()
+    check_tensor(views, "views", (None, model.config.in_channels, model.config.image_size, model.config.image_size))
+    dev = views.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    dtype = next(model.parameters()).dtype
+    planes = model(views[None].to(dtype), world_to_cam.to(dev), proj.to(dev))
+    sync()
+    seconds["forward"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grid = occupied_grid(model, planes, config)
+    sdf, probs = field_on_grid(model, planes, grid, config.chunk)
+    sync()
+    seconds["field"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    meshes = extract_layers(sdf, probs, grid, config.layers)
+    seconds["extract"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    c = np.asarray(center, np.float32).reshape(3)
+    parts: dict[Part, Mesh] = {}
+    for part, mesh in meshes.parts.items():
+        colors = None
+        if len(mesh.vertices):
+            q = torch.from_numpy(np.ascontiguousarray(mesh.vertices, np.float32)).to(dev)
+            colors = model.query(planes, q[None]).rgb[0].float().cpu().numpy()
+        parts[part] = Mesh(vertices=(c + float(half_size) * mesh.vertices).astype(np.float32), faces=mesh.faces,
+                           colors=colors, label=part, name=part.key)
+    seconds["colour"] = time.perf_counter() - t0
+    character = Character(body=parts[Part.BODY],
+                          clothes=[parts[Part.CLOTHES]] if len(parts[Part.CLOTHES].faces) else [],
+                          hair=[parts[Part.HAIR]] if len(parts[Part.HAIR].faces) else [],
+                          meta={"source": name, "center": c.tolist(), "half_size": float(half_size)})
+    return ReconstructOutput(character, meshes, seconds)

@@ -1,0 +1,445 @@
+"""Training the S-LRM (``stdgen train slrm``): the paper's staged curriculum on streamed renders.
+
+Stages (boundaries are preset fields, in steps):
+
+- **0, holistic** (stands in for the pre-trained InstantNeRF we cannot download): every weight
+  trains; the full character's colour, mask and depth.
+- **1, single-layer semantics**: LoRA on the transformer's attention + the semantic decoder (the
+  paper's recipe; ``base_lr_scale`` > 0 also keeps the base training, slower); adds the
+  cross-entropy of the rendered class distribution.
+- **2, multi-layer semantics**: every kept set P = {body}, {body, clothes}, all is rendered with
+  Eqs. 6-8 and supervised by the matching layer render (Eq. 9).
+
+Losses per rendered set: ``mse`` (colour), ``ssim`` (1 - SSIM of the rendered ray images, our
+stand-in for LPIPS, whose pre-trained VGG/Alex weights cannot be had here), ``mask`` (opacity vs
+alpha, MSE), ``sem`` (cross-entropy of the rendered class distribution on the true foreground),
+``depth`` (L1 of the expected depth on the foreground; not in the paper's NeRF stages: the data
+engine's exact depth maps make it free, and it settles the geometry faster). The paper's weights
+are the defaults (1, 2, 1, 1).
+
+Batches: :class:`stdgen.data.stream.RenderStream` renders the eight evaluation views (which hold
+the six generation views: the inputs) and ``random_views`` perspective views of every layer set;
+training seeds only, sharded over ranks. Inputs are degraded as generated views will be (blur,
+colour shift, noise, sub-pixel misalignment). Rays are a stride-``ray_stride`` pixel grid (random
+offset) of ``target_views`` views per step, sampled uniformly in the box plus around the true
+surfaces (full and body layers), so thin shells are hit without a coarse pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from stdgen.geometry.rays import camera_rays, normalizing_transform, pixel_ndc
+from stdgen.models.slrm.model import SLRM, SLRMConfig
+from stdgen.models.slrm.render import render_layers, sample_depths
+from stdgen.structures.semantics import LAYER_SETS
+from stdgen.train.config import Preset, TrainConfig
+from stdgen.train.task import Task
+
+__all__ = ["SLRMPreset", "SLRMTask", "paper", "small", "tiny"]
+
+#: Indices of the six generation views (-90, -45, 0, 45, 90, 180) among the eight evaluation views
+#: (0, 45, ..., 315): the stream renders the evaluation views, the model reads these.
+GEN_IN_EVAL: tuple[int, ...] = (6, 7, 0, 1, 2, 4)
+
+
+@dataclass
+class SLRMLossWeights:
+    """Weights of the loss terms (the paper's for mse / ssim (LPIPS) / mask / sem)."""
+
+    mse: float = 1.0
+    ssim: float = 2.0
+    mask: float = 1.0
+    sem: float = 1.0
+    depth: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not (isinstance(v, int | float) and v >= 0 and math.isfinite(v)):
+                raise ValueError(f"SLRMLossWeights.{f.name}: {v!r} is invalid; expected a finite number >= 0")
+
+
+@dataclass(kw_only=True)
+class SLRMPreset(Preset):
+    """Everything a ``stdgen train slrm`` run needs.
+
+    Attributes:
+        model: the S-LRM configuration.
+        train: the trainer's settings (see :class:`stdgen.train.config.TrainConfig`).
+        batch_size: characters per step over all ranks.
+        resolution: render side of the stream (= the model's input size).
+        random_views: perspective views per character besides the eight evaluation views.
+        target_views: views supervised per step (drawn from the 8 + random_views).
+        ray_stride: rays on every ``ray_stride``-th pixel (random offset per step).
+        num_uniform, num_guided, guide_spread: samples per ray (see
+            :func:`stdgen.models.slrm.render.sample_depths`).
+        stage1_step, stage2_step: first step of stages 1 and 2.
+        lora_rank: LoRA rank from stage 1 on (the paper: 128); base_lr_scale: learning-rate factor
+            of the base weights from stage 1 on (0: frozen, as in the paper).
+        use_normals: feed the views' normal maps as three more input channels.
+        degrade: probability that an input view is degraded (blur, colour, noise, shift).
+        workers, pool_size: the stream's character workers and pool (see ``StreamConfig``).
+        loss: the loss weights.
+        val_seeds: validation characters rendered by ``validate``.
+    """
+
+    model: SLRMConfig = field(default_factory=SLRMConfig.small)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=4e-4, warmup_steps=300, max_steps=12000))
+    batch_size: int = 8
+    resolution: int = 128
+    random_views: int = 2
+    target_views: int = 4
+    ray_stride: int = 2
+    num_uniform: int = 48
+    num_guided: int = 16
+    guide_spread: float = 0.03
+    stage1_step: int = 6000
+    stage2_step: int = 8000
+    lora_rank: int = 32
+    base_lr_scale: float = 0.0
+    use_normals: bool = False
+    degrade: float = 0.5
+    workers: int = 14
+    pool_size: int = 24
+    loss: SLRMLossWeights = field(default_factory=SLRMLossWeights)
+    val_seeds: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks = {
+            "batch_size": self.batch_size >= 1, "resolution": self.resolution == self.model.image_size,
+            "random_views": self.random_views >= 0,
+            "target_views": 1 <= self.target_views <= 8 + self.random_views,
+            "ray_stride": self.ray_stride >= 1 and self.resolution % self.ray_stride == 0,
+            "num_uniform": self.num_uniform >= 2, "num_guided": self.num_guided >= 0,
+            "guide_spread": self.guide_spread > 0, "stage1_step": self.stage1_step >= 0,
+            "stage2_step": self.stage2_step >= self.stage1_step, "lora_rank": self.lora_rank >= 1,
+            "base_lr_scale": self.base_lr_scale >= 0, "degrade": 0 <= self.degrade <= 1,
+            "workers": self.workers >= 0, "pool_size": self.pool_size >= 0, "val_seeds": self.val_seeds >= 0,
+            "use_normals": self.use_normals == (self.model.in_channels == 6),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            k = bad[0]
+            rule = {"resolution": "must equal model.image_size", "use_normals": "must match model.in_channels (6)",
+                    "target_views": "must lie in [1, 8 + random_views]",
+                    "stage2_step": "must be >= stage1_step"}.get(k, "out of range")
+            raise ValueError(f"SLRMPreset.{k}: {getattr(self, k)!r} is invalid; {rule}")
+
+
+def tiny() -> SLRMPreset:
+    """A CPU-sized preset for tests and smoke runs."""
+    return SLRMPreset(model=SLRMConfig.tiny(), train=TrainConfig(lr=1e-3, warmup_steps=1, max_steps=10, ema_decay=0.9,
+                                                                 bf16=False),
+                      batch_size=1, resolution=32, random_views=1, target_views=2, ray_stride=4, num_uniform=8,
+                      num_guided=2, stage1_step=2, stage2_step=3, lora_rank=2, workers=0, pool_size=0, val_seeds=1)
+
+
+def small() -> SLRMPreset:
+    """The bundled model's training run (one H100; about an hour over several machines)."""
+    return SLRMPreset()
+
+
+def paper() -> SLRMPreset:
+    """The paper's sizes (not trained here): 256 px inputs, LoRA rank 128."""
+    return SLRMPreset(model=SLRMConfig.paper(), resolution=256, lora_rank=128, batch_size=8)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of images ``(N, C, H, W)`` in [0, 1] (Gaussian window, valid region)."""
+    g = torch.exp(-((torch.arange(window, device=x.device, dtype=x.dtype) - window // 2) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    k = (g[:, None] * g[None, :]).expand(c, 1, window, window)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, k, groups=c)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return s.mean()
+
+
+def degrade_views(images: torch.Tensor, probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Degrade input views ``(B, V, C, H, W)`` (first 3 channels colour) as generated views are:
+    sub-pixel shifts of up to 1.5 px, Gaussian blur (sigma up to 1 px), brightness / contrast /
+    saturation shifts, noise. Each view is degraded with ``probability``."""
+    b, v, c, h, w = images.shape
+    dev, dt = images.device, images.dtype
+    n = b * v
+    x = images.reshape(n, c, h, w)
+
+    def rand(*shape):
+        return torch.rand(*shape, device=dev, dtype=dt, generator=generator)
+
+    on = (rand(n) < probability).to(dt)
+    # Shift: resample with a translated grid (white outside).
+    shift = (rand(n, 2) * 2 - 1) * 1.5 * (2 / w) * on[:, None]
+    theta = torch.zeros(n, 2, 3, device=dev, dtype=dt)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
+    x = 1 - F.grid_sample(1 - x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Blur: 5-tap Gaussian with a per-view sigma (0 = identity).
+    sigma = rand(n) * on
+    taps = torch.arange(-2, 3, device=dev, dtype=dt)
+    ker = torch.exp(-(taps[None] ** 2) / (2 * sigma[:, None].clamp_min(1e-3) ** 2))
+    ker = ker / ker.sum(1, keepdim=True)
+    xp = F.pad(x, (2, 2, 2, 2), mode="replicate").reshape(1, n * c, h + 4, w + 4)
+    kx = ker.repeat_interleave(c, 0)[:, None, None, :]
+    ky = ker.repeat_interleave(c, 0)[:, None, :, None]
+    x = F.conv2d(F.conv2d(xp, kx, groups=n * c), ky, groups=n * c).reshape(n, c, h, w)
+    # Colour: brightness, contrast, saturation on the RGB channels.
+    rgb = x[:, :3]
+    grey = rgb.mean(1, keepdim=True)
+    sat = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.2 * on[:, None, None, None]
+    rgb = grey + (rgb - grey) * sat
+    con = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.1 * on[:, None, None, None]
+    bri = (rand(n, 1, 1, 1) * 2 - 1) * 0.05 * on[:, None, None, None]
+    rgb = (rgb - 0.5) * con + 0.5 + bri
+    noise = torch.randn(rgb.shape, device=dev, dtype=dt, generator=generator) * 0.015 * on[:, None, None, None]
+    x = torch.cat([rgb + noise, x[:, 3:]], 1).clamp(0, 1)
+    return x.reshape(b, v, c, h, w)
+
+
+# --- the task -------------------------------------------------------------------------------------
+
+
+class SLRMTask(Task):
+    """The S-LRM's :class:`stdgen.train` task (see the module docstring)."""
+
+    name = "slrm"
+
+    # -- model and stages --
+
+    def build_model(self) -> SLRM:
+        return SLRM(self.preset.model)
+
+    def stage(self, step: int) -> int:
+        p = self.preset
+        return 0 if step < p.stage1_step else (1 if step < p.stage2_step else 2)
+
+    def on_stage_change(self, model: SLRM, stage: int) -> None:
+        """From stage 1 on the transformer's attention carries LoRA adapters (added in place)."""
+        if stage >= 1 and not model.config.lora_rank:
+            model.add_lora(self.preset.lora_rank)
+
+    def param_groups(self, model: SLRM, step: int) -> list[dict]:
+        if self.stage(step) == 0:
+            return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        lora = model.lora_parameters()
+        new = list(model.sem_decoder.parameters()) + [model.log_beta]
+        taken = {id(p) for p in lora + new}
+        groups = [{"params": lora + new}]
+        base = [p for p in model.parameters() if id(p) not in taken]
+        if self.preset.base_lr_scale > 0:
+            groups.append({"params": base, "lr_scale": self.preset.base_lr_scale})
+        else:
+            for p in base:
+                p.requires_grad_(False)
+        return groups
+
+    # -- data --
+
+    def stream_config(self, *, rank: int, world_size: int, device, seed: int, split: str = "train", start: int = 0,
+                      count: int | None = None, workers: int | None = None, pool_size: int | None = None,
+                      batch_size: int | None = None):
+        from stdgen.data.stream import StreamConfig
+
+        p = self.preset
+        maps = ("rgb", "depth", "sem") + (("normal",) if p.use_normals else ())
+        return StreamConfig(batch_size=batch_size or max(1, p.batch_size // world_size), resolution=p.resolution,
+                            views="eval", random_views=p.random_views, maps=maps, split=split, start=start, count=count,
+                            workers=p.workers if workers is None else workers,
+                            pool_size=p.pool_size if pool_size is None else pool_size, background="white",
+                            device=str(device), rank=rank, world_size=world_size, seed=seed)
+
+    def batches(self, *, rank: int, world_size: int, device, seed: int, start: int = 0) -> Iterator[dict]:
+        """Endless stream batches of this rank's share. A resumed run (``start`` steps done) starts
+        further along the training seeds (and, in pool mode, with a new pool of characters)."""
+        from stdgen.data.stream import RenderStream
+
+        local = max(1, self.preset.batch_size // world_size)
+        cfg = self.stream_config(rank=rank, world_size=world_size, device=device, seed=seed + start,
+                                 start=start * local * world_size, batch_size=local)
+        yield from RenderStream(cfg)
+
+    def inputs(self, batch: dict, *, degrade: bool = True, generator: torch.Generator | None = None):
+        """The model's inputs from a stream batch: views ``(B, 6, C, H, W)`` and the normalised
+        generation cameras ``(B, 6, 4, 4)`` x 2."""
+        full = batch["layers"].index("full")
+        idx = list(GEN_IN_EVAL)
+        views = batch["rgb"][:, full, idx]
+        if self.preset.use_normals:
+            views = torch.cat([views, (batch["normal"][:, full, idx] + 1) / 2 * batch["alpha"][:, full, idx]
+                               + (1 - batch["alpha"][:, full, idx])], 2)
+        if degrade and self.preset.degrade > 0:
+            views = degrade_views(views, self.preset.degrade, generator)
+        m = normalizing_transform(batch["center"], batch["half_size"])  # (B, 4, 4)
+        w2c = batch["world_to_cam"][:, idx] @ m[:, None]
+        return views, w2c, batch["proj"][:, idx]
+
+    def _rays(self, batch: dict, views: list[int], stride: int, offset: tuple[int, int]):
+        """Rays of the chosen target views at a pixel grid: origins/dirs (B, Vt*P, 3), t_per_depth,
+        and the pixel indices (rows, cols)."""
+        res = self.preset.resolution
+        rows = torch.arange(offset[0], res, stride, device=batch["rgb"].device)
+        cols = torch.arange(offset[1], res, stride, device=batch["rgb"].device)
+        ndc_all = pixel_ndc(res, res, device=rows.device)
+        ndc = ndc_all[rows][:, cols].reshape(1, 1, -1, 2)
+        m = normalizing_transform(batch["center"], batch["half_size"])
+        w2c = batch["world_to_cam"][:, views] @ m[:, None]
+        b = w2c.shape[0]
+        o, d, tpd = camera_rays(w2c, batch["proj"][:, views], ndc.expand(b, len(views), -1, 2))
+        return o, d, tpd, rows, cols
+
+    def losses(self, model: SLRM, batch: dict, step: int, generator: torch.Generator | None = None
+               ) -> dict[str, torch.Tensor]:
+        p = self.preset
+        stage = self.stage(step)
+        dev = batch["rgb"].device
+        gen = generator
+        images, w2c, proj = self.inputs(batch, generator=gen)
+        planes = model(images, w2c, proj)
+        total_views = batch["rgb"].shape[2]
+        pick = torch.randperm(total_views, generator=gen)[: p.target_views].tolist()
+        off = torch.randint(0, p.ray_stride, (2,), generator=gen).tolist()
+        o, d, tpd, rows, cols = self._rays(batch, pick, p.ray_stride, off)
+        b, vt, nr = o.shape[0], len(pick), o.shape[2]
+        h = wd = rows.numel()
+
+        def gt(key: str, layer: int) -> torch.Tensor:  # (B, Vt, C, h, w)
+            t = batch[key][:, layer][:, pick]
+            return t[..., rows, :][..., cols]
+
+        layer_names = list(batch["layers"])
+        sets = ["full"] if stage < 2 else [n for n in LAYER_SETS if n in layer_names]
+        # Guides: true depths (normalised t) of the full and body layers where they are covered.
+        guides = []
+        for name in ("full", "body"):
+            li = layer_names.index(name)
+            dep = gt("depth", li)[:, :, 0].reshape(b, vt, nr)
+            a = gt("alpha", li)[:, :, 0].reshape(b, vt, nr)
+            guides.append(torch.where(a > 0.5, dep * tpd, torch.full_like(dep, float("nan"))))
+        guides = torch.stack(guides, -1)  # (B, Vt, P, 2)
+        t, valid = sample_depths(o.reshape(b, -1, 3), d.reshape(b, -1, 3), p.num_uniform,
+                                 guides=guides.reshape(b, -1, 2), num_guided=p.num_guided, spread=p.guide_spread,
+                                 generator=gen)
+        rendered = render_layers(model, planes, o.reshape(b, -1, 3), d.reshape(b, -1, 3), t, sets,
+                                 semantics=stage >= 1)
+        lw = p.loss
+        out: dict[str, torch.Tensor] = {}
+        for name in sets:
+            li = layer_names.index(name)
+            r = rendered[name]
+            col_gt = gt("rgb", li).permute(0, 1, 3, 4, 2).reshape(b, -1, 3)
+            a_gt = gt("alpha", li)[:, :, 0].reshape(b, -1)
+            sem_gt = gt("sem", li).reshape(b, -1).long()
+            dep_gt = (gt("depth", li)[:, :, 0] * tpd.reshape(b, vt, h, wd)).reshape(b, -1)
+            fg = (a_gt > 0.5) & valid
+            suffix = "" if len(sets) == 1 else f"_{name}"
+            out["mse" + suffix] = lw.mse * F.mse_loss(r.color, col_gt)
+            if lw.ssim:
+                pred_img = r.color.reshape(b * vt, h, wd, 3).permute(0, 3, 1, 2)
+                gt_img = col_gt.reshape(b * vt, h, wd, 3).permute(0, 3, 1, 2)
+                out["ssim" + suffix] = lw.ssim * (1 - ssim(pred_img, gt_img))
+            out["mask" + suffix] = lw.mask * F.mse_loss(r.opacity, a_gt)
+            fgf = fg.float()
+            denom = fgf.sum().clamp_min(1)
+            if lw.depth:
+                out["depth" + suffix] = lw.depth * ((r.depth - dep_gt).abs() * fgf).sum() / denom
+            if stage >= 1 and lw.sem:
+                probs = r.semantics / r.opacity.clamp_min(1e-4)[..., None]
+                lab = sem_gt.clamp(0, probs.shape[-1] - 1)
+                nll = -torch.log(probs.gather(-1, lab[..., None])[..., 0].clamp_min(1e-6))
+                out["sem" + suffix] = lw.sem * (nll * fgf).sum() / denom
+        del dev
+        return out
+
+    # -- looking and validating --
+
+    @torch.no_grad()
+    def render_views(self, model: SLRM, planes: torch.Tensor, batch: dict, views: list[int], res: int,
+                     sets=("full", "body")) -> dict[str, dict[str, torch.Tensor]]:
+        """Full images ``(B, Vt, 3, res, res)`` (colour), opacity and argmax labels of the given stream
+        views, per layer set."""
+        p = self.preset
+        stride = p.resolution // res
+        o, d, tpd, rows, cols = self._rays(batch, views, stride, (stride // 2, stride // 2))
+        b, vt, nr = o.shape[:3]
+        t, _ = sample_depths(o.reshape(b, -1, 3), d.reshape(b, -1, 3), p.num_uniform * 2)
+        out = {}
+        for name, r in render_layers(model, planes, o.reshape(b, -1, 3), d.reshape(b, -1, 3), t, list(sets)).items():
+            out[name] = {"color": r.color.reshape(b, vt, res, res, 3).permute(0, 1, 4, 2, 3).clamp(0, 1),
+                         "opacity": r.opacity.reshape(b, vt, res, res),
+                         "labels": r.semantics.argmax(-1).reshape(b, vt, res, res)}
+        return out
+
+    @torch.no_grad()
+    def images(self, model: SLRM, batch: dict) -> dict[str, torch.Tensor]:
+        """A grid per character: input front, then for views 0, 90, 135 (a held-out view) and a random
+        view: true full, rendered full, rendered body-only. (N, 3, H, W)."""
+        images, w2c, proj = self.inputs(batch, degrade=False)
+        n = min(2, images.shape[0])
+        sub = {k: (v[:n] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == images.shape[0] else v)
+               for k, v in batch.items()}
+        planes = model(images[:n], w2c[:n], proj[:n])
+        views = [0, 2, 3] + ([8] if sub["rgb"].shape[2] > 8 else [])
+        res = self.preset.resolution
+        r = self.render_views(model, planes, sub, views, res)
+        full = list(sub["layers"]).index("full")
+        rows = []
+        for i in range(n):
+            tiles = [images[i, 2, :3]]
+            for k, v in enumerate(views):
+                tiles += [sub["rgb"][i, full, v], r["full"]["color"][i, k], r["body"]["color"][i, k]]
+            rows.append(torch.cat(tiles, -1))
+        return {"slrm": torch.stack(rows)}
+
+    @torch.no_grad()
+    def validate(self, model: SLRM, device) -> dict[str, float]:
+        """Mask IoU and PSNR of the full and body-only renders at the eight evaluation views, for the
+        first ``val_seeds`` validation characters (64 px renders)."""
+        from stdgen.data.stream import RenderStream
+
+        p = self.preset
+        if p.val_seeds == 0:
+            return {}
+        cfg = self.stream_config(rank=0, world_size=1, device=device, seed=0, split="validation", count=p.val_seeds,
+                                 workers=0, pool_size=0, batch_size=p.val_seeds)
+        with torch.autocast(torch.device(device).type, enabled=False):  # the renderer runs in float32
+            batch = next(iter(RenderStream(cfg)))
+        images, w2c, proj = self.inputs(batch, degrade=False)
+        planes = model(images, w2c, proj)
+        res = min(64, p.resolution)
+        views = list(range(8))
+        r = self.render_views(model, planes, batch, views, res, sets=("full", "body"))
+        stride = p.resolution // res
+        sl = slice(stride // 2, None, stride)
+        out = {}
+        for name in ("full", "body"):
+            li = list(batch["layers"]).index(name)
+            a_gt = batch["alpha"][:, li, :8, 0, sl, sl] > 0.5
+            a = r[name]["opacity"] > 0.5
+            out[f"iou_{name}"] = float((a & a_gt).sum() / (a | a_gt).sum().clamp_min(1))
+            mse = F.mse_loss(r[name]["color"], batch["rgb"][:, li, :8, :, sl, sl])
+            out[f"psnr_{name}"] = float(-10 * torch.log10(mse.clamp_min(1e-10)))
+        return out
+
+    def export(self, model: SLRM, directory, dtype: str = "fp16") -> None:
+        """Save the inference model: LoRA folded in."""
+        model.merged().save_pretrained(directory, dtype=dtype)
