@@ -6,7 +6,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from stdgen.errors import InputError
-from stdgen.export.glb import read_glb, write_glb
+from stdgen.io.glb import read_glb, write_glb
 from stdgen.structures.character import Character, Pose, Skeleton
 from stdgen.structures.mesh import Mesh
 

@@ -3,7 +3,7 @@
 **3D (the paper's Table 1 protocol).** The predicted character (``PRED/<id>/character.glb``,
 nodes body / clothes / hair) is rendered at the ground truth's eight evaluation views
 (orthographic, elevation 0, 45-degree steps, the ground truth's own cameras and resolution)
-exactly as the dataset renders ground truth (:func:`stdgen.data.render_dataset.render_jobs`:
+exactly as the dataset renders ground truth (:func:`stdgen.render.batch.render_jobs`:
 unlit colour, antialiased alpha, world normals, semantic labels) and quantised to 8 bits as the
 stored truth is. Each view is shifted horizontally to the ground truth by mask registration
 (:mod:`stdgen.eval.registration`), then compared over a white background: SSIM and PSNR of the
@@ -17,7 +17,7 @@ rendered view) and FID features when the user gave local weights.
 ``stdgen.render.GENERATION_AZIMUTHS``: -90, -45, 0, 45, 90, 180) and ``mv_normal.png`` (world
 normals as ``(n + 1) / 2``) are compared with the ground truth's generation views, unregistered.
 
-**Geometry and 3D decomposition**: :mod:`stdgen.eval.geometry` against the true parts in the
+**Geometry and 3D decomposition**: :mod:`stdgen.geometry.metrics` against the true parts in the
 ground truth's ``character.glb``; hollowness and penetration of the predicted parts.
 
 **Input-view fidelity** (pictures without 3D truth): the prediction rendered from the front
@@ -40,8 +40,9 @@ import torch
 from stdgen.errors import InputError
 from stdgen.eval import decomposition as dec
 from stdgen.eval import image as im
-from stdgen.eval.geometry import DEFAULT_POINTS, DEFAULT_THRESHOLDS, character_geometry_metrics
 from stdgen.eval.registration import horizontal_shifts, shift_images
+from stdgen.geometry.metrics import DEFAULT_POINTS, DEFAULT_THRESHOLDS, character_geometry_metrics
+from stdgen.structures.character import Character
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS, Part
 
@@ -212,30 +213,15 @@ def nanmean_metrics(metrics: Mapping[str, torch.Tensor]) -> dict[str, float]:
 def load_parts(path: str | Path) -> dict[Part, Mesh]:
     """The parts of a character GLB (nodes ``body``, ``clothes``, ``hair``; a missing node is an empty
     part). Raises :class:`InputError` naming the file if it is missing, malformed or empty."""
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_parts
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: missing (a character folder must hold {CHARACTER_FILE})")
-    nodes = read_glb(path)
-    empty = lambda: Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-    parts = {p: (nodes.get(p.key) or empty()) for p in PARTS}
-    for p, m in parts.items():
-        m.label = p
+    parts = read_parts(path)
     if all(m.is_empty for m in parts.values()):
         raise InputError(f"{path}: no geometry in the nodes body, clothes, hair")
     return parts
-
-
-def _as_character(parts: Mapping[Part, Mesh]):
-    from stdgen.structures.character import Character
-
-    keep = lambda p: [parts[p]] if parts.get(p) is not None and not parts[p].is_empty else []
-    body = parts.get(Part.BODY)
-    if body is None or body.is_empty:
-        # The renderer wants a body mesh; an empty one draws nothing.
-        body = Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-    return Character(body=body, clothes=keep(Part.CLOTHES), hair=keep(Part.HAIR))
 
 
 def render_parts(parts: Mapping[Part, Mesh], cameras, resolution: int, *, background: float = 1.0,
@@ -244,12 +230,12 @@ def render_parts(parts: Mapping[Part, Mesh], cameras, resolution: int, *, backgr
 
     Returns a :class:`ViewSet` (colour composited over ``background``).
     """
-    from stdgen.data.dataset_format import decode_normal, encode_normal
-    from stdgen.data.render_dataset import RenderJob, render_jobs, scene_from_character, to_rgba8
+    from stdgen.io.dataset import decode_normal, encode_normal
+    from stdgen.render.batch import RenderJob, render_jobs, scene_from_character, to_rgba8
 
     v = len(cameras)
     try:
-        scene = scene_from_character(_as_character(parts))
+        scene = scene_from_character(Character.from_parts(parts))
     except ValueError:  # no geometry at all
         z = np.zeros((v, resolution, resolution), np.float32)
         return ViewSet(np.full((v, resolution, resolution, 3), background, np.float32), z,
@@ -344,7 +330,7 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
     keeps the compared views in the result (for the report's pictures); ``geometry=False`` skips
     the 3D metrics (geometry and volume) whatever the config says.
     """
-    from stdgen.data.dataset_format import read_renders
+    from stdgen.io.dataset import read_renders
 
     config = config or EvalConfig()
     pred_dir, true_dir = Path(pred_dir), Path(true_dir)
@@ -557,7 +543,7 @@ def match_characters(pred_root: str | Path, true_root: str | Path):
     Returns ``(pairs [(name, pred_dir, true_dir)], only_pred, only_true)``. If ``pred_root`` itself
     holds ``character.glb`` and ``true_root`` a ``meta.json``, the two are one pair.
     """
-    from stdgen.data.dataset_format import list_character_folders
+    from stdgen.io.dataset import list_character_folders
 
     pred_root, true_root = Path(pred_root), Path(true_root)
     if not pred_root.is_dir():
