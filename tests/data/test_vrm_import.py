@@ -13,10 +13,10 @@ import trimesh
 from PIL import Image
 
 from stdgen.data.posing import upper_arm_angle
-from stdgen.data.vrm import SkipImport, VrmImportConfig, import_vrm, load_part_rules, read_vrm
+from stdgen.data.vrm import SkipImport, VrmImportConfig, import_vrm, load_part_rules
 from stdgen.data.vrm.split import parse_part_rules
 from stdgen.errors import InputError
-from stdgen.io.vrm import extract_primitives, weld_vertices
+from stdgen.io.vrm import extract_primitives, read_vrm, weld_vertices
 from stdgen.structures.character import Pose
 from stdgen.structures.semantics import PARTS, Part
 

@@ -24,6 +24,7 @@ prefix of its character's faces.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -396,8 +397,8 @@ def _bounded(executor, fn, items, workers: int):
 
 
 def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=None,
-                       source: str = "procedural", workers: int = 0, progress: bool = True,
-                       manifest_every_s: float = 10.0) -> dict:
+                       source: str = "procedural", workers: int = 0,
+                       progress: Callable[[int, int], None] | None = None, manifest_every_s: float = 10.0) -> dict:
     """Render characters ``make(seed)`` for ``seeds`` into ``out_dir``, one folder each.
 
     Resumable: folders already rendered with the same settings are skipped, ``.tmp-*`` leftovers
@@ -408,14 +409,14 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     interrupted. ``workers`` > 0 runs that many processes: on the CPU each renders whole
     characters; with a CUDA device they make the characters and this process renders them.
     ``make(seed) -> Character`` (A-posed) defaults to :func:`procedural_character`.
+    ``progress(done, total)`` is called once before the work (``done`` = folders already there)
+    and after each folder written (the CLI draws its bar from it).
     Returns counts: ``rendered``, ``skipped``, ``removed_temporaries`` and the ``manifest`` path.
     """
     import time
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
     from pathlib import Path
-
-    from tqdm import tqdm
 
     from stdgen.errors import StdgenError
     from stdgen.io.dataset import (
@@ -453,7 +454,8 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     extra = {"render_config": config.content()}
     last = time.monotonic()
     rendered = 0
-    bar = tqdm(total=len(seeds), initial=skipped, unit="char", desc="render", disable=not progress)
+    if progress:
+        progress(skipped, len(seeds))
     try:
         if workers <= 0:
             results = (render_to_folder(make(s), out / character_folder_name(s), config, seed=s, source=source)
@@ -476,12 +478,12 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
         for entry in results:
             entries[entry["id"]] = entry
             rendered += 1
-            bar.update(1)
+            if progress:
+                progress(skipped + rendered, len(seeds))
             if time.monotonic() - last > manifest_every_s:
                 write_manifest(out, list(entries.values()), **extra)
                 last = time.monotonic()
     finally:
-        bar.close()
         # Only folders that are really there (complete) go into the manifest.
         present = {p.name for p in list_character_folders(out)}
         path = write_manifest(out, [e for k, e in entries.items() if k in present], **extra)

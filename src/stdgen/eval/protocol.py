@@ -30,7 +30,7 @@ protocol uses the same function.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -608,10 +608,10 @@ def _fid(run: EvalRun) -> None:
 
 
 def evaluate_dataset(pred_root: str | Path, true_root: str | Path, config: EvalConfig | None = None, models=None,
-                     *, progress: bool = True, limit: int | None = None) -> EvalRun:
-    """Evaluate every prediction folder that has a ground-truth folder of the same name."""
-    from tqdm import tqdm
+                     *, progress: Callable[[int, int], None] | None = None, limit: int | None = None) -> EvalRun:
+    """Evaluate every prediction folder that has a ground-truth folder of the same name.
 
+    ``progress(done, total)`` is called before the first character and after each one."""
     config = config or EvalConfig()
     pairs, only_pred, only_true = match_characters(pred_root, true_root)
     if not pairs:
@@ -623,12 +623,10 @@ def evaluate_dataset(pred_root: str | Path, true_root: str | Path, config: EvalC
         if not (p / CHARACTER_FILE).is_file():
             raise InputError(f"{p / CHARACTER_FILE}: missing (a character folder must hold {CHARACTER_FILE})")
     results = []
-    # The bar is closed (its line ended) before an error propagates, so the error gets its own line.
-    with tqdm(pairs, desc="eval", unit="char", disable=not progress) as bar:
-        for name, p, t in bar:
-            r = evaluate_character(p, t, config, models)
-            r.name = name
-            results.append(r)
+    for name, p, t in _reporting(pairs, progress):
+        r = evaluate_character(p, t, config, models)
+        r.name = name
+        results.append(r)
     run = EvalRun("3d", results, only_pred, only_true, Path(pred_root), Path(true_root), config,
                   _learned(models))
     _fid(run)
@@ -636,11 +634,10 @@ def evaluate_dataset(pred_root: str | Path, true_root: str | Path, config: EvalC
 
 
 def evaluate_pictures(pred_root: str | Path, pictures: str | Path, masks: str | Path | None = None,
-                      config: EvalConfig | None = None, models=None, *, progress: bool = True,
-                      limit: int | None = None) -> EvalRun:
-    """Input-view fidelity of every prediction folder that has a picture of the same stem."""
-    from tqdm import tqdm
-
+                      config: EvalConfig | None = None, models=None, *,
+                      progress: Callable[[int, int], None] | None = None, limit: int | None = None) -> EvalRun:
+    """Input-view fidelity of every prediction folder that has a picture of the same stem
+    (``progress`` as :func:`evaluate_dataset`'s)."""
     config = config or EvalConfig()
     pairs, only_pred, only_pics = match_pictures(pred_root, pictures, masks)
     if not pairs:
@@ -652,13 +649,22 @@ def evaluate_pictures(pred_root: str | Path, pictures: str | Path, masks: str | 
         if not (p / CHARACTER_FILE).is_file():
             raise InputError(f"{p / CHARACTER_FILE}: missing (a character folder must hold {CHARACTER_FILE})")
     results = []
-    with tqdm(pairs, desc="eval", unit="picture", disable=not progress) as bar:
-        for name, p, pic, mask in bar:
-            r = evaluate_input_view(p, pic, mask, config, models)
-            r.name = name
-            results.append(r)
+    for name, p, pic, mask in _reporting(pairs, progress):
+        r = evaluate_input_view(p, pic, mask, config, models)
+        r.name = name
+        results.append(r)
     return EvalRun("pictures", results, only_pred, only_pics, Path(pred_root), Path(pictures), config,
                    _learned(models))
+
+
+def _reporting(items: list, progress: Callable[[int, int], None] | None):
+    """Yield ``items``, calling ``progress(done, total)`` before the first and after each."""
+    if progress:
+        progress(0, len(items))
+    for i, item in enumerate(items):
+        yield item
+        if progress:
+            progress(i + 1, len(items))
 
 
 def _learned(models) -> dict[str, bool]:
