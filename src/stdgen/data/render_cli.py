@@ -87,15 +87,14 @@ def _render(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise StdgenError(f"--workers must be >= 0, got {args.workers}")
     config = render_config_from_args(args)
+    from functools import partial
+
     from tqdm import tqdm
 
-    # The bar is closed (its line ended) before an error propagates, so the error gets its own line.
-    with tqdm(unit="char", desc="render", disable=args.quiet) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    from stdgen.utils.progress import LazyBar
 
-        result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=progress)
+    with LazyBar(partial(tqdm, unit="char", desc="render", disable=args.quiet)) as bar:
+        result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=bar)
     print(f"rendered {result['rendered']}, already there {result['skipped']}"
           + (f", removed {result['removed_temporaries']} leftovers" if result["removed_temporaries"] else "")
           + f"; manifest {result['manifest']}")

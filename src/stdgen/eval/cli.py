@@ -73,13 +73,16 @@ def _run(args: argparse.Namespace) -> int:
         raise StdgenError(str(exc)) from None
     models = PerceptualModels.load(args.lpips_weights, args.inception_weights, args.clip_weights, device)
 
+    from functools import partial
+
     from tqdm import tqdm
 
+    from stdgen.utils.progress import LazyBar
+
     if args.images:
-        # The bar is closed (its line ended) before an error propagates, so the error gets its own line.
-        with tqdm(desc="eval", unit="picture") as bar:
+        with LazyBar(partial(tqdm, desc="eval", unit="picture")) as bar:
             run = evaluate_pictures(args.pred, args.images, args.masks, config, models, limit=args.limit,
-                                    progress=_bar_progress(bar))
+                                    progress=bar)
         pairs = {r.name: r for r in run.results}
         from stdgen.eval.protocol import match_pictures
 
@@ -90,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
             again = evaluate_input_view(p, pic, m, config, None, keep_images=True)
             return again.true_views, again.pred_views
     else:
-        with tqdm(desc="eval", unit="char") as bar:
-            run = evaluate_dataset(args.pred, args.gt, config, models, limit=args.limit, progress=_bar_progress(bar))
+        with LazyBar(partial(tqdm, desc="eval", unit="char")) as bar:
+            run = evaluate_dataset(args.pred, args.gt, config, models, limit=args.limit, progress=bar)
         pairs = {r.name: r for r in run.results}
         from stdgen.eval.protocol import match_characters
 
@@ -131,13 +134,3 @@ def _check_report_dir(out, given: str) -> None:
     if other:
         raise StdgenError(f"-o {given}: exists and holds other things ({', '.join(sorted(other)[:3])}); the report "
                           "folder is replaced as a whole, so give a new or empty folder (or an earlier report)")
-
-
-def _bar_progress(bar):
-    """A ``progress(done, total)`` callback that moves the tqdm ``bar``."""
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return progress
