@@ -5,7 +5,7 @@
 
 The second form makes a reference run instead: the first N held-out procedural characters rendered
 as ground truth, "predictions" that are their layers extracted from a 64^3 voxelisation
-(``stdgen.geometry.demo.layers_demo``, colours from the nearest true vertex: roughly what a coarse
+(``stdgen.commands.layers_demo.layers_demo``, colours from the nearest true vertex: roughly what a coarse
 reconstruction gives), then ``stdgen eval`` on them; the report lands in ``-o``.
 
 Makes one ground-truth character folder (the procedural character of ``--seed`` when
@@ -52,12 +52,12 @@ def main() -> None:
         coarse_baseline(args.coarse_baseline, args.resolution, Path(args.output), args.device)
         return
 
-    from stdgen.data.dataset_format import read_renders
     from stdgen.data.render_dataset import RenderConfig, render_to_folder
     from stdgen.eval import decomposition as dec
     from stdgen.eval import protocol as pr
-    from stdgen.eval.geometry import character_geometry_metrics
-    from stdgen.export.glb import write_glb
+    from stdgen.geometry.metrics import character_geometry_metrics
+    from stdgen.io.dataset import read_renders
+    from stdgen.io.glb import write_glb
     from stdgen.structures.semantics import Part
 
     character, source = _character(args.seed)
@@ -126,10 +126,10 @@ def main() -> None:
 
 def coarse_baseline(count: int, resolution: int, out: Path, device: str) -> None:
     from stdgen.cli import main as stdgen_main
+    from stdgen.commands.layers_demo import layers_demo
     from stdgen.data.render_dataset import RenderConfig, procedural_character, render_to_folder
     from stdgen.data.splits import held_out_seeds
-    from stdgen.export.glb import write_glb
-    from stdgen.geometry.demo import layers_demo
+    from stdgen.io.glb import write_glb
     from stdgen.structures.semantics import PARTS
 
     work = out.with_name(out.name + "-inputs")

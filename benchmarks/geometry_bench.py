@@ -16,7 +16,7 @@ timings on a shared one are noisy). Three parts, each selectable with ``--only``
                 (64^3, 100x150x100 -- the paper's 100x100x150 with 150 along the height -- 128^3,
                 256^3), parts extracted with the semantic-equivalent SDF and FlexiCubes, per-part
                 F-score@0.01 and Chamfer distance against the true parts in units of the
-                character's height (``stdgen.eval.geometry``, 100 000 samples per mesh).
+                character's height (``stdgen.geometry.metrics``, 100 000 samples per mesh).
 
 Run from the repository root::
 
@@ -169,9 +169,9 @@ def _parse_res(text: str):
 def bench_ceiling(resolutions, count: int, method: str, points: int) -> None:
     from tqdm import tqdm
 
+    from stdgen.commands.layers_demo import part_metrics
     from stdgen.data.procedural import make_character
     from stdgen.data.splits import held_out_seeds
-    from stdgen.geometry.demo import part_metrics
     from stdgen.geometry.layers import LayerConfig, extract_layers
     from stdgen.geometry.voxelize import voxelize_character
     from stdgen.structures.semantics import PARTS

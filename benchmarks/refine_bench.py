@@ -48,8 +48,8 @@ def figures(folder: Path, out: Path, figdir: Path) -> None:
     import torch
     from PIL import Image
 
-    from stdgen.data.dataset_format import read_renders
-    from stdgen.export.glb import read_glb
+    from stdgen.io.dataset import read_renders
+    from stdgen.io.glb import read_glb
     from stdgen.render import render_mesh
     from stdgen.structures.mesh import merge_meshes
     from stdgen.utils.io import image_grid, load_png, save_png
@@ -121,7 +121,7 @@ def report_quality(results: dict, metric_points: int, card: str, timing: bool) -
               f"{row['nc_after']:.3f} | {row['nc_gain_worst']:+.3f} ({row['nc_worse']} worse) | "
               f"{row['f_before']:.3f} → {row['f_after']:.3f} | {row['penetrating_max']} |")
     print()
-    print("point-to-point (stdgen.eval.geometry.mesh_metrics, same points):")
+    print("point-to-point (stdgen.geometry.metrics.mesh_metrics, same points):")
     print("| part | Chamfer before | Chamfer after | ratio median | ratio worst | ≥ 2x | NC before | NC after |")
     print("|---|---|---|---|---|---|---|---|")
     for part, row in summary.items():

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--set", nargs="*", default=[], help="RefineConfig overrides, stage.field=value")
     args = ap.parse_args(argv)
-    from stdgen.data.dataset_format import read_renders
+    from stdgen.io.dataset import read_renders
     from stdgen.refine.pipeline import STAGE_LAYER_SET, PipelineConfig, coarse_layers, read_true_parts
     from stdgen.refine.schedule import refine_character
     from stdgen.refine.targets import targets_from_renders

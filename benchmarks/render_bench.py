@@ -34,8 +34,8 @@ CASES = {
 
 
 def _scene(faces: int, views: int, res: int, device: str):
+    from stdgen.commands.render_demo import torus_knot
     from stdgen.render import antialias_topology, perspective_cameras
-    from stdgen.render.demo import torus_knot
 
     mesh = torus_knot(faces)
     az = torch.linspace(0, 360, views + 1)[:-1]

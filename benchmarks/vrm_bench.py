@@ -70,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from stdgen.data.dataset_format import write_renders
     from stdgen.data.render_dataset import RenderConfig, render_character
     from stdgen.data.vrm import import_vrm
-    from stdgen.export.glb import write_glb
     from stdgen.export.vrm import write_vrm
+    from stdgen.io.dataset import write_renders
+    from stdgen.io.glb import write_glb
     from stdgen.utils.device import resolve_device
 
     device = str(resolve_device(args.device))

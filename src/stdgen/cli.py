@@ -19,11 +19,11 @@ from stdgen.errors import StdgenError
 
 #: Modules whose ``register(subparsers)`` adds top-level commands, in the order --help lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "stdgen.render.cli",
+    "stdgen.commands.render_demo_cli",
     "stdgen.data.cli",
     "stdgen.eval.cli",
     "stdgen.export.cli",
-    "stdgen.geometry.cli",
+    "stdgen.commands.layers_demo_cli",
     "stdgen.refine.cli",
     "stdgen.train.cli",
 )

@@ -186,7 +186,7 @@ def test_sample_cli(tmp_path):
     import json
 
     from stdgen.cli import main
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_glb
     from stdgen.utils.io import load_png
 
     out = tmp_path / "samples"

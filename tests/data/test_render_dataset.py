@@ -9,21 +9,18 @@ import pytest
 import torch
 from dataset_standin import standin_a_posed
 
-from stdgen.data.dataset_format import read_manifest, read_renders
 from stdgen.data.render_dataset import (
-    LAYER_ORDER,
     RenderConfig,
-    RenderJob,
     character_views,
-    edge_neighbours,
     frame_character,
     render_character,
     render_dataset_dir,
-    render_jobs,
     render_to_folder,
-    scene_from_character,
 )
 from stdgen.errors import StdgenError
+from stdgen.io.dataset import read_manifest, read_renders
+from stdgen.render.antialias import antialias_topology_numpy as edge_neighbours
+from stdgen.render.batch import LAYER_ORDER, RenderJob, render_jobs, scene_from_character
 from stdgen.render.camera import GENERATION_AZIMUTHS
 from stdgen.structures.semantics import BACKGROUND_LABEL, Part
 
@@ -322,7 +319,7 @@ def test_cli_renders_resumes_and_reports_errors(tmp_path, monkeypatch, capsys):
     r = read_renders(out / "0000006")
     assert [v["group"] for v in r.views] == ["eval"] * 8 + ["top_bottom"] * 2 + ["random"]
     assert r.posed_rgb.shape == (1, 24, 24, 4) and r.meta["split"] == "train" and r.meta["source"] == "procedural"
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_glb
 
     parts = read_glb(out / "0000006" / "character.glb")
     assert set(parts) == {"body", "clothes", "hair"} and parts["hair"].num_faces > 0
@@ -377,7 +374,7 @@ def test_cli_with_the_procedural_generator(tmp_path):
     """`stdgen data render` end to end with the real generator: folders, manifest, glb, layer sets."""
     from stdgen.cli import main
     from stdgen.data import splits
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_glb
 
     out = tmp_path / "test_set"
     assert main(["data", "render", "--count", "2", "--split", "test", "-o", str(out), "--resolution", "64",

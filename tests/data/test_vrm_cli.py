@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from stdgen.cli import main
-from stdgen.data.dataset_format import MAPS, read_manifest, read_renders
 from stdgen.data.posing import upper_arm_angle
 from stdgen.data.render_dataset import RenderConfig, character_views, frame_character
-from stdgen.export.glb import read_character_glb
 from stdgen.export.vrm import write_vrm
+from stdgen.io.dataset import MAPS, read_manifest, read_renders
+from stdgen.io.glb import read_character_glb
 from stdgen.structures.semantics import LAYER_SETS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

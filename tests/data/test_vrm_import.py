@@ -13,10 +13,10 @@ import trimesh
 from PIL import Image
 
 from stdgen.data.posing import upper_arm_angle
-from stdgen.data.vrm import SkipImport, VrmImportConfig, import_vrm, load_part_rules, read_vrm
-from stdgen.data.vrm.importer import extract_primitives, weld_vertices
+from stdgen.data.vrm import SkipImport, VrmImportConfig, import_vrm, load_part_rules
 from stdgen.data.vrm.split import parse_part_rules
 from stdgen.errors import InputError
+from stdgen.io.vrm import extract_primitives, read_vrm, weld_vertices
 from stdgen.structures.character import Pose
 from stdgen.structures.semantics import PARTS, Part
 
@@ -72,7 +72,7 @@ def test_sample_imports_with_the_files_triangles_and_textures(path):
     # Every primitive's texture is the file's image of its material (or, when that image is one
     # colour, the primitive carries that colour).
     doc = read_vrm(path)
-    prims, _ = extract_primitives(doc, REST)
+    prims, _ = extract_primitives(doc, drop_transparent=False)
     checked = 0
     for p in prims:
         mat = p.names["material"]
@@ -260,7 +260,7 @@ def test_cut_out_triangles_are_dropped_and_reported(tmp_path):
 
 
 def test_repeating_uvs_are_shifted_per_face():
-    from stdgen.data.vrm.importer import _wrap_uvs_per_face
+    from stdgen.io.vrm import _wrap_uvs_per_face
 
     uv = np.array([[1.1, 0.2], [1.4, 0.2], [1.1, 0.6], [-0.9, -0.5], [-0.6, -0.5], [-0.9, -0.1]])
     faces = np.array([[0, 1, 2], [3, 4, 5]])
@@ -274,8 +274,8 @@ def test_repeating_uvs_are_shifted_per_face():
 def test_vertices_without_weights_stay_in_place_on_the_nearest_bone(tmp_path):
     import struct
 
-    from stdgen.data.vrm.importer import extract_primitives
     from stdgen.export.vrm import vrm_bytes
+    from stdgen.io.vrm import extract_primitives
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_vrm_malformed import join_glb, split_glb
@@ -294,7 +294,7 @@ def test_vertices_without_weights_stay_in_place_on_the_nearest_bone(tmp_path):
     pview = doc["bufferViews"][pos_acc["bufferView"]]
     p0 = pview.get("byteOffset", 0) + pos_acc.get("byteOffset", 0)
     raw = np.frombuffer(blob, np.float32, 30, p0).reshape(10, 3)
-    prims, _ = extract_primitives(read_vrm(path), REST)
+    prims, _ = extract_primitives(read_vrm(path), drop_transparent=False)
     np.testing.assert_allclose(prims[0].vertices[:10], raw, atol=1e-6)  # not collapsed to the origin
     assert (prims[0].influence_weights[:10, 0] == 1).all()
     np.testing.assert_allclose(prims[0].influence_weights.sum(1), 1.0, atol=1e-6)
@@ -310,8 +310,8 @@ def test_morph_targets_apply_at_their_default_weights(tmp_path):
     face["weights"] = [0.5] + [0.0] * (len(face["primitives"][0]["targets"]) - 1)
     path = tmp_path / "smile.vrm"
     path.write_bytes(join_glb(doc, blob))
-    base, _ = extract_primitives(read_vrm(GODETTE), REST)
-    morphed, _ = extract_primitives(read_vrm(path), REST)
+    base, _ = extract_primitives(read_vrm(GODETTE), drop_transparent=False)
+    morphed, _ = extract_primitives(read_vrm(path), drop_transparent=False)
     delta_acc = read_vrm(GODETTE).gltf.accessor(face["primitives"][0]["targets"][0]["POSITION"])
     # The face's skin is at its bind pose, so the displacement is the target's, turned to face +Z.
     expect = 0.5 * delta_acc.astype(np.float64) * np.array([-1.0, 1.0, -1.0])

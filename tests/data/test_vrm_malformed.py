@@ -11,7 +11,7 @@ import pytest
 
 from stdgen.data.vrm import import_vrm
 from stdgen.errors import InputError
-from stdgen.export.glb import read_character_glb, read_glb
+from stdgen.io.glb import read_character_glb, read_glb
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ROBOT = FIXTURES / "debug_robot.vrm"  # VRM 1.0

@@ -90,7 +90,7 @@ def write_truth(folder: Path, character: Character, resolution: int = RES) -> Pa
 
 def write_prediction(folder: Path, parts: dict) -> Path:
     """A prediction folder: ``character.glb`` with nodes body, clothes, hair."""
-    from stdgen.export.glb import write_glb
+    from stdgen.io.glb import write_glb
 
     folder.mkdir(parents=True, exist_ok=True)
     write_glb({Part.parse(k).key: m for k, m in parts.items()}, folder / "character.glb")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from stdgen.data.dataset_format import read_meta, read_renders
 from stdgen.errors import InputError
 from stdgen.eval import protocol as pr
+from stdgen.io.dataset import read_meta, read_renders
 from stdgen.structures.semantics import Part
 from stdgen.utils.io import save_png
 

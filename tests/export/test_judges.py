@@ -27,8 +27,8 @@ from PIL import Image
 
 from stdgen.data.posing import a_pose
 from stdgen.data.vrm import import_vrm
-from stdgen.export.glb import write_glb
 from stdgen.export.vrm import VrmMeta, t_posed, write_vrm
+from stdgen.io.glb import write_glb
 from stdgen.structures.semantics import Part
 
 ROOT = Path(__file__).resolve().parents[2]

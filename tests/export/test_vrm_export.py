@@ -11,8 +11,8 @@ from stdgen.data.posing import a_pose
 from stdgen.data.vrm import VrmImportConfig, import_vrm
 from stdgen.errors import StdgenError
 from stdgen.export.bake import bake_vertex_colors, uniform_color
-from stdgen.export.glb import read_character_glb, write_glb
 from stdgen.export.vrm import VrmMeta, clothing_category, vrm_bytes, write_vrm
+from stdgen.io.glb import read_character_glb, write_glb
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import PARTS, Part
 

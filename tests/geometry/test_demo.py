@@ -5,8 +5,8 @@ import pytest
 from geometry_standin import standin_character
 
 from stdgen.cli import main
-from stdgen.export.glb import read_glb
-from stdgen.geometry.demo import layers_demo, write_demo
+from stdgen.commands.layers_demo import layers_demo, write_demo
+from stdgen.io.glb import read_glb
 from stdgen.structures.semantics import Part
 from stdgen.utils.io import load_png
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from stdgen.eval.geometry import chamfer_distance
 from stdgen.geometry.grid import Grid
 from stdgen.geometry.inside import contains
 from stdgen.geometry.layers import LayerConfig, decimate, extract_layers, remove_small_components
+from stdgen.geometry.metrics import chamfer_distance
 from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import LAYER_SETS, Part
 

@@ -98,10 +98,10 @@ def standin_views(standin):
 
 
 def write_standin_folder(folder, true: dict, resolution: int = 128) -> None:
-    """A dataset character folder (the format of :mod:`stdgen.data.dataset_format`) for the stand-in:
+    """A dataset character folder (the format of :mod:`stdgen.io.dataset`) for the stand-in:
     the eight evaluation views of the three layer sets, and ``character.glb`` with the true parts."""
-    from stdgen.data.dataset_format import CharacterRenders, LayerRenders, write_renders
-    from stdgen.export.glb import write_glb
+    from stdgen.io.dataset import CharacterRenders, LayerRenders, write_renders
+    from stdgen.io.glb import write_glb
     from stdgen.render import EVALUATION_AZIMUTHS, evaluation_views
     from stdgen.utils.io import to_uint8
 

@@ -39,7 +39,7 @@ def test_refine_writes_glb_picture_and_report(folder, tmp_path, capsys):
         assert entry["chamfer_before"] > 0 and entry["chamfer_after"] > 0
     assert set(report["seconds"]) >= {"body", "clothes", "hair", "texture", "total"}
     assert report["device"] == "cpu"
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_glb
 
     nodes = read_glb(out / "character.glb")
     assert set(nodes) == {"body", "clothes", "hair"}

@@ -65,7 +65,7 @@ def test_read_coarse_dir(tmp_path):
 
 
 def test_coarse_layers_of_the_standin_are_closed_and_complete(standin):
-    from stdgen.eval.geometry import mesh_metrics
+    from stdgen.geometry.metrics import mesh_metrics
     from stdgen.refine.coarse import CoarseConfig, coarse_layers
     from stdgen.structures.semantics import PARTS
 

@@ -4,7 +4,7 @@ characters (slow): Chamfer to the true parts drops, and layers stay apart."""
 import numpy as np
 import pytest
 
-from stdgen.eval.geometry import mesh_metrics
+from stdgen.geometry.metrics import mesh_metrics
 from stdgen.refine.pipeline import penetrating_vertices
 from stdgen.refine.schedule import RefineConfig, refine_character
 from stdgen.refine.targets import make_targets
@@ -66,7 +66,7 @@ def test_schedule_skips_missing_parts(standin, standin_views):
 @pytest.mark.parametrize("index", [0, 1])
 def test_refine_held_out_procedural_characters(tmp_path, index):
     """The issue's test on held-out procedural characters, with the default schedule: each part's
-    Chamfer to the true part (point to surface, see stdgen.refine.metrics) drops at least 2x, no
+    Chamfer to the true part (point to surface, see stdgen.geometry.surface_metrics) drops at least 2x, no
     layer penetrates the one inside it, and the body's and clothes' normal consistency does not get
     worse."""
     from stdgen.data.render_dataset import RenderConfig, procedural_character, render_to_folder

@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from stdgen.commands.render_demo import torus_knot
 from stdgen.render import (
     antialias,
     antialias_topology,
@@ -17,7 +18,6 @@ from stdgen.render import (
     rasterize,
     visibility,
 )
-from stdgen.render.demo import torus_knot
 
 #: float32 tolerances. Values: one rounding chain per pixel. VJPs: per-vertex sums of many pixel
 #: contributions in different orders, through 1 / s of sliver triangles.

@@ -67,8 +67,8 @@ def test_triton_survives_out_of_range_indices_without_faulting():
 
 
 def test_render_mesh_on_cuda_matches_the_cpu():
+    from stdgen.commands.render_demo import demo_figure
     from stdgen.render import frame_bounds, generation_views, render_mesh
-    from stdgen.render.demo import demo_figure
 
     mesh = demo_figure(64)
     center, half = frame_bounds(mesh.bounds())

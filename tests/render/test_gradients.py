@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from stdgen.commands.render_demo import torus_knot
 from stdgen.render import (
     antialias,
     antialias_topology,
@@ -15,7 +16,6 @@ from stdgen.render import (
     texture,
     visibility,
 )
-from stdgen.render.demo import torus_knot
 
 BACKENDS = ["torch", "numba"]
 

@@ -10,7 +10,7 @@ SCRIPT = r"""
 import json, resource, time
 import torch
 from stdgen.render import evaluation_views, frame_bounds, render_mesh
-from stdgen.render.demo import torus_knot
+from stdgen.commands.render_demo import torus_knot
 
 mesh = torus_knot(200_000)
 center, half = frame_bounds(mesh.bounds())

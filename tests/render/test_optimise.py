@@ -1,11 +1,11 @@
 """The renderer's gradients at work: a sphere deformed toward a target mesh's masks and normal
-maps from the six generation views (``stdgen.render.demo.fit_sphere``)."""
+maps from the six generation views (``stdgen.commands.render_demo.fit_sphere``)."""
 
 import numpy as np
 import torch
 import trimesh
 
-from stdgen.render.demo import blob_target, fit_sphere
+from stdgen.commands.render_demo import blob_target, fit_sphere
 
 
 def _surface_points(mesh, n: int = 3000) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Data: the shared :class:`Character`, procedural characters, VRM import, dataset renders."""
+"""Data: procedural characters, VRM import, dataset renders and the training stream.
 
-from stdgen.structures.character import HUMANOID_BONES, HUMANOID_PARENTS, Character, Pose, Skeleton, skin_vertices
-
-__all__ = ["HUMANOID_BONES", "HUMANOID_PARENTS", "Character", "Pose", "Skeleton", "skin_vertices"]
+The shared types (:class:`~stdgen.structures.Character`, ``Mesh``, ``Part``) live in
+:mod:`stdgen.structures`; file formats in :mod:`stdgen.io`; the batched renderer in
+:mod:`stdgen.render.batch`.
+"""

@@ -87,7 +87,14 @@ def _render(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise StdgenError(f"--workers must be >= 0, got {args.workers}")
     config = render_config_from_args(args)
-    result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=not args.quiet)
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from stdgen.utils.progress import LazyBar
+
+    with LazyBar(partial(tqdm, unit="char", desc="render", disable=args.quiet)) as bar:
+        result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=bar)
     print(f"rendered {result['rendered']}, already there {result['skipped']}"
           + (f", removed {result['removed_temporaries']} leftovers" if result["removed_temporaries"] else "")
           + f"; manifest {result['manifest']}")

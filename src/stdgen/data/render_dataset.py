@@ -13,34 +13,30 @@ each rendered for the three layer sets (``full``, ``body``, ``body_clothes``) as
 lit (cel-shaded) colour, antialiased mask, world normals, camera-space depth and semantic labels;
 plus random-pose front renders paired with the A-pose front view (canonicalisation pairs).
 
-The renderer is batched: :func:`render_jobs` draws any number of (character, cameras, layer sets)
-jobs in one rasteriser call (range mode), so the disk writer (one character at a time) and the
-on-the-fly GPU stream (:mod:`stdgen.data.stream`, many characters per batch) share one code path.
-The three layer sets are nested prefixes of one face array (body faces first, then clothes,
-then hair), so each image just draws a prefix of its character's faces.
+The renderer is batched (:mod:`stdgen.render.batch`): :func:`~stdgen.render.batch.render_jobs`
+draws any number of (character, cameras, layer sets) jobs in one rasteriser call (range mode), so
+the disk writer (one character at a time), the on-the-fly GPU stream (:mod:`stdgen.data.stream`,
+many characters per batch) and the evaluator share one code path. The three layer sets are nested
+prefixes of one face array (body faces first, then clothes, then hair), so each image just draws a
+prefix of its character's faces.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from stdgen.structures.character import Character, Pose, skin_vertices
-from stdgen.structures.mesh import vertex_normals
-from stdgen.structures.semantics import BACKGROUND_LABEL, LAYER_SETS, PARTS, Part
+from stdgen.render.batch import LAYER_ORDER, RenderJob, Scene, render_jobs, scene_from_character, to_rgba8
+from stdgen.structures.character import Character, Pose
+from stdgen.structures.semantics import Part
 
-#: Layer sets in the order images are stored (nested: each is a prefix of the next).
-LAYER_ORDER: tuple[str, ...] = ("body", "body_clothes", "full")
 #: Azimuths (degrees) of the face close-ups; their elevation.
 FACE_AZIMUTHS: tuple[float, ...] = (-40.0, -20.0, 0.0, 20.0, 40.0)
 FACE_ELEVATION = 5.0
-#: Unlit colour of pieces that have neither a texture nor vertex colours.
-DEFAULT_COLOR = (0.8, 0.8, 0.8)
-#: The image maps the renderer produces (``docs/dataset.md`` has their encodings on disk).
-RENDER_MAPS: tuple[str, ...] = ("alpha", "rgb", "lit", "normal", "depth", "sem")
 
 # Distinct streams of randomness drawn from one character seed.
 _RNG_VIEWS, _RNG_LIGHT, _RNG_POSES = 1, 2, 3
@@ -84,139 +80,6 @@ class RenderConfig:
         for k in ("backend", "device"):
             d.pop(k)
         return d
-
-
-# -- scene arrays ------------------------------------------------------------------------------------
-@dataclass
-class Scene:
-    """One posed character as flat arrays, ready to upload (plain numpy, picklable).
-
-    ``vertices`` (N, 3) float32 world positions; ``normals`` (N, 3) unit vertex normals;
-    ``colors`` (N, 3) float32 unlit vertex colours (used where a face has no texture);
-    ``faces`` (F, 3) int32 ordered by part: body faces, then clothes, then hair, so each layer set
-    is a prefix; ``layer_faces`` faces in each layer-set prefix; ``face_labels`` (F,) uint8
-    ``Part`` values; ``face_texture`` (F,) int32 index into ``textures`` or -1; ``corner_uvs``
-    (F, 3, 2) float32 glTF UVs per face corner; ``textures`` list of (h, w, 3) uint8;
-    ``topology`` (F, 3) int64 edge neighbours for antialiasing (-1 on open edges).
-    """
-
-    vertices: np.ndarray
-    normals: np.ndarray
-    colors: np.ndarray
-    faces: np.ndarray
-    layer_faces: dict[str, int]
-    face_labels: np.ndarray
-    face_texture: np.ndarray
-    corner_uvs: np.ndarray
-    textures: list[np.ndarray]
-    topology: np.ndarray
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def num_faces(self) -> int:
-        return len(self.faces)
-
-
-def edge_neighbours(faces: np.ndarray, vertices: np.ndarray | None = None) -> np.ndarray:
-    """``(F, 3)`` int64: for edge k of face f (``faces[f, k] -> faces[f, (k + 1) % 3]``) the other
-    face sharing it, or -1 (an open edge, or one shared by more than two faces) -- the topology
-    :func:`stdgen.render.antialias` takes, computed as :func:`stdgen.render.antialias_topology`
-    does (vertices at identical positions welded first), in numpy, which sorts much faster here.
-    """
-    t = np.asarray(faces, np.int64).reshape(-1, 3)
-    if len(t) == 0:
-        return np.zeros((0, 3), np.int64)
-    if vertices is not None:
-        v = np.ascontiguousarray(np.asarray(vertices, np.float32) + np.float32(0))  # -0.0 -> 0.0
-        _, weld = np.unique(v.view(np.dtype((np.void, 12))).ravel(), return_inverse=True)
-        t = weld.reshape(-1)[t]
-    b = t[:, [1, 2, 0]]
-    n = int(t.max()) + 1
-    key = (np.minimum(t, b) * n + np.maximum(t, b)).ravel()
-    order = np.argsort(key, kind="stable")
-    sk = key[order]
-    start = np.concatenate([[True], sk[1:] != sk[:-1]])
-    group = np.cumsum(start) - 1
-    first = np.flatnonzero(start)[group]
-    pair = np.bincount(group)[group] == 2
-    partner = np.where(np.arange(len(sk)) == first, first + 1, first)
-    nbr_sorted = np.where(pair, order[np.minimum(partner, len(sk) - 1)] // 3, -1)
-    nbr = np.empty(len(sk), np.int64)
-    nbr[order] = nbr_sorted
-    return nbr.reshape(-1, 3)
-
-
-def scene_from_character(character: Character, pose: Pose | None | str = "character", *,
-                         topology: np.ndarray | None = None) -> Scene:
-    """Flatten a character (in its own pose, or in ``pose``) into a :class:`Scene`.
-
-    Every piece (the body, each garment, each hair piece) keeps its own texture or vertex
-    colours, so nothing is resampled; pieces are posed with linear blend skinning. The
-    antialiasing topology depends on the faces only (vertices welded in the rest pose): pass
-    ``topology`` from another scene of the same character to skip recomputing it.
-    """
-    if isinstance(pose, str):
-        pose = character.pose
-    posed = pose is not None and character.skeleton is not None and not pose.is_identity()
-    verts, normals, colors, faces, labels, ftex, cuvs, textures, topo = [], [], [], [], [], [], [], [], []
-    counts = {p: 0 for p in PARTS}
-    v_off = f_off = 0
-    for part in PARTS:
-        for mesh in character.rest_meshes(part):
-            if mesh is None or mesh.is_empty:
-                continue
-            v = mesh.vertices
-            if posed:
-                if mesh.skin_joints is None:
-                    raise ValueError(f"mesh {mesh.name!r} has no skin weights, so it cannot be posed")
-                v = skin_vertices(v, mesh.skin_joints, mesh.skin_weights, character.skeleton, pose)
-            f = mesh.faces
-            n = mesh.normals if (mesh.normals is not None and not posed) else vertex_normals(v, f).astype(np.float32)
-            verts.append(v)
-            normals.append(n)
-            faces.append(f + v_off)
-            labels.append(np.full(len(f), int(part), np.uint8))
-            if mesh.texture is not None and mesh.uvs is not None:
-                uf = mesh.uv_faces if mesh.uv_faces is not None else f
-                cuvs.append(mesh.uvs[uf])
-                ftex.append(np.full(len(f), len(textures), np.int32))
-                textures.append(np.ascontiguousarray(mesh.texture[..., :3]))
-                colors.append(np.full((len(v), 3), DEFAULT_COLOR, np.float32))
-            else:
-                cuvs.append(np.zeros((len(f), 3, 2), np.float32))
-                ftex.append(np.full(len(f), -1, np.int32))
-                colors.append(mesh.colors if mesh.colors is not None
-                              else np.full((len(v), 3), DEFAULT_COLOR, np.float32))
-            if topology is None:
-                t = edge_neighbours(f, mesh.vertices)
-                topo.append(np.where(t >= 0, t + f_off, -1))
-            counts[part] += len(f)
-            v_off += len(v)
-            f_off += len(f)
-    if not faces:
-        raise ValueError("character has no geometry")
-    if topology is not None and len(topology) != f_off:
-        raise ValueError(f"topology has {len(topology)} faces, the character {f_off}")
-    layer_faces = {}
-    for name in LAYER_ORDER:
-        parts = LAYER_SETS[name]
-        # The stored order relies on each layer set being the first parts in layer order.
-        if tuple(parts) != PARTS[: len(parts)]:
-            raise ValueError(f"layer set {name!r} is not a prefix of the part order")
-        layer_faces[name] = int(sum(counts[p] for p in parts))
-    return Scene(
-        vertices=np.concatenate(verts).astype(np.float32),
-        normals=np.concatenate(normals).astype(np.float32),
-        colors=np.concatenate(colors).astype(np.float32),
-        faces=np.concatenate(faces).astype(np.int32),
-        layer_faces=layer_faces,
-        face_labels=np.concatenate(labels),
-        face_texture=np.concatenate(ftex),
-        corner_uvs=np.concatenate(cuvs).astype(np.float32),
-        textures=textures,
-        topology=np.concatenate(topo) if topology is None else topology,
-        meta={"faces": {p.key: counts[p] for p in PARTS}, "vertices": int(v_off)},
-    )
 
 
 # -- framing and views -------------------------------------------------------------------------------
@@ -335,216 +198,6 @@ def light_direction(seed: int, random: bool) -> tuple[float, float, float]:
     return tuple(round(float(x), 6) for x in d)
 
 
-# -- batched rendering -------------------------------------------------------------------------------
-@dataclass
-class RenderJob:
-    """One character drawn from V cameras for some layer sets (images ordered layer-major).
-
-    ``light_dir`` the key light (default: the renderer's); ``color_matrices`` optional (3, 3, 3)
-    linear maps applied to the unlit colour of each part (``Part`` order), for re-colouring.
-    """
-
-    scene: Scene
-    cameras: object  # stdgen.render.Cameras (V)
-    layers: tuple[str, ...] = LAYER_ORDER
-    light_dir: tuple[float, float, float] | None = None
-    color_matrices: np.ndarray | None = None
-
-    @property
-    def num_images(self) -> int:
-        return len(self.layers) * len(self.cameras)
-
-
-def _texture_bank(textures: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """All textures flattened into one (T, 3) uint8 tensor, and (K, 3) int64 rows
-    ``(offset, width, height)``."""
-    if not textures:
-        return torch.zeros(1, 3, dtype=torch.uint8, device=device), torch.zeros(1, 3, dtype=torch.long, device=device)
-    sizes = np.array([[t.shape[1], t.shape[0]] for t in textures], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes[:, 0] * sizes[:, 1])[:-1]])
-    info = np.concatenate([offsets[:, None], sizes], 1)
-    # Upload texture by texture and join on the device: a batch holds ~200 MB of textures, and one
-    # host-side concatenation of them cost more than the whole GPU render.
-    flat = torch.cat([_as_tensor(t).to(device).reshape(-1, 3) for t in textures])
-    return flat, torch.from_numpy(info).to(device)
-
-
-def _as_tensor(a: np.ndarray) -> torch.Tensor:
-    """A tensor sharing ``a``'s memory where torch allows it (read-only arrays are copied)."""
-    return torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else np.array(a))
-
-
-def sample_bank(bank: torch.Tensor, info: torch.Tensor, tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """Bilinear texture lookups with clamped edges, each sample from its own texture.
-
-    ``bank`` (T, 3) uint8 texels, ``info`` (K, 3) ``(offset, width, height)``, ``tex`` (P,) texture
-    index per sample, ``uv`` (P, 2) glTF UVs (texel centres at ``(i + 0.5) / size``). Returns
-    (P, 3) float32 in [0, 1] (the same values as :func:`stdgen.render.texture` gives one texture).
-    """
-    off, w, h = info[tex, 0], info[tex, 1], info[tex, 2]
-    x = uv[:, 0] * w - 0.5
-    y = uv[:, 1] * h - 0.5
-    xf, yf = torch.floor(x), torch.floor(y)
-    fx, fy = (x - xf)[:, None], (y - yf)[:, None]
-    x0, y0 = xf.long(), yf.long()
-    # Clamp each neighbour index once (clamp-to-edge), then gather the four texels.
-    x1 = torch.minimum(torch.clamp(x0 + 1, min=0), w - 1)
-    y1 = torch.minimum(torch.clamp(y0 + 1, min=0), h - 1)
-    x0 = torch.minimum(torch.clamp(x0, min=0), w - 1)
-    y0 = torch.minimum(torch.clamp(y0, min=0), h - 1)
-    r0, r1 = off + y0 * w, off + y1 * w
-    top = bank[r0 + x0].float() * (1 - fx) + bank[r0 + x1].float() * fx
-    bottom = bank[r1 + x0].float() * (1 - fx) + bank[r1 + x1].float() * fx
-    return (top * (1 - fy) + bottom * fy) * (1.0 / 255.0)
-
-
-def render_jobs(jobs: list[RenderJob], resolution: int, *, device: str | torch.device = "cpu",
-                backend: str = "auto", antialiasing: bool = True, maps: tuple[str, ...] = RENDER_MAPS) -> dict:
-    """Render every job's images in one batched rasteriser call.
-
-    Returns a dict of tensors over all I images (job-major, then layer, then view), on ``device``:
-    ``alpha`` (I, H, W, 1) antialiased coverage; ``rgb`` (I, H, W, 3) unlit colour and ``lit``
-    (I, H, W, 3) cel-shaded colour, both premultiplied by ``alpha``; ``normal`` (I, H, W, 3) unit
-    world normals (0 off the coverage); ``depth`` (I, H, W, 1) camera-space metres (0 off);
-    ``sem`` (I, H, W) uint8 ``Part`` values (``BACKGROUND_LABEL`` off); plus ``covered``
-    (I, H, W) bool, the pixel centres a triangle covers. Only the requested ``maps`` are filled.
-    """
-    from stdgen.render import shade
-    from stdgen.render.antialias import antialias
-    from stdgen.render.rasterize import rasterize
-
-    dev = torch.device(device)
-    res = int(resolution)
-    pos_parts, tri_parts, depth_parts, base_face_parts, ranges, image_job = [], [], [], [], [], []
-    base_v = base_f = rep_v = rep_f = 0
-    base = {k: [] for k in ("normals", "colors", "faces", "labels", "ftex", "cuvs")}
-    textures: list[np.ndarray] = []
-    lights = []
-    for j, job in enumerate(jobs):
-        s = job.scene
-        n, f = len(s.vertices), s.num_faces
-        verts = torch.from_numpy(s.vertices).to(dev)
-        faces = torch.from_numpy(s.faces).to(dev).long()
-        cams = job.cameras.to(dev)
-        views = len(cams)
-        clip = cams.clip(verts)  # (V, N, 4)
-        zcam = -cams.to_camera(verts)[..., 2]  # (V, N)
-        pos_parts.append(clip.reshape(-1, 4))
-        depth_parts.append(zcam.reshape(-1))
-        vo = rep_v + torch.arange(views, device=dev) * n  # vertex offset of each view's copy
-        tri_parts.append((faces[None] + vo[:, None, None]).reshape(-1, 3))
-        base_face_parts.append((torch.arange(f, device=dev) + base_f).repeat(views))
-        for layer in job.layers:
-            count = s.layer_faces[layer]
-            for v in range(views):
-                ranges.append((rep_f + v * f, count))
-                image_job.append(j)
-        base["normals"].append(s.normals)
-        base["colors"].append(s.colors)
-        base["faces"].append(s.faces.astype(np.int64) + base_v)
-        base["labels"].append(s.face_labels)
-        base["ftex"].append(np.where(s.face_texture >= 0, s.face_texture + len(textures), -1))
-        base["cuvs"].append(s.corner_uvs)
-        textures.extend(s.textures)
-        lights.append(job.light_dir if job.light_dir is not None else shade.DEFAULT_LIGHT)
-        base_v += n
-        base_f += f
-        rep_v += views * n
-        rep_f += views * f
-    pos = torch.cat(pos_parts)
-    tri = torch.cat(tri_parts).to(torch.int32)
-    ranges_t = torch.tensor(ranges, dtype=torch.int64, device=dev)
-    images = len(ranges)
-    rast = rasterize(pos, tri, (res, res), ranges=ranges_t, backend=backend)
-
-    b_normals = torch.from_numpy(np.concatenate(base["normals"])).to(dev)
-    b_colors = torch.from_numpy(np.concatenate(base["colors"])).to(dev)
-    b_faces = torch.from_numpy(np.concatenate(base["faces"])).to(dev)
-    b_labels = torch.from_numpy(np.concatenate(base["labels"])).to(dev)
-    b_ftex = torch.from_numpy(np.concatenate(base["ftex"]).astype(np.int64)).to(dev)
-    b_cuvs = torch.from_numpy(np.concatenate(base["cuvs"])).to(dev)
-    base_face = torch.cat(base_face_parts)
-    rep_depth = torch.cat(depth_parts)
-
-    # Work on covered pixels only: gather per-pixel attributes with the rasteriser's barycentrics.
-    hw = res * res
-    flat = rast.reshape(-1, 4)
-    pix = torch.nonzero(flat[:, 3] > 0).squeeze(1)
-    gf = flat[pix, 3].long() - 1  # face in the replicated (rasterised) array
-    bf = base_face[gf]  # the same face in the character's own arrays
-    bary = torch.stack([flat[pix, 0], flat[pix, 1], 1 - flat[pix, 0] - flat[pix, 1]], 1)  # (P, 3)
-    out: dict[str, torch.Tensor] = {}
-    covered = torch.zeros(images * hw, dtype=torch.bool, device=dev)
-    covered[pix] = True
-    out["covered"] = covered.view(images, res, res)
-    want = set(maps)
-    need_color = bool(want & {"alpha", "rgb", "lit"})
-    vidx = b_faces[bf]  # (P, 3) base vertex ids
-    normal = None
-    if "normal" in want or "lit" in want:
-        normal = torch.nn.functional.normalize((bary[..., None] * b_normals[vidx]).sum(1), dim=-1, eps=1e-20)
-    if "normal" in want:
-        out["normal"] = _scatter(normal, pix, images, res, 3)
-    if "depth" in want:
-        d = (bary * rep_depth[tri[gf].long()]).sum(1, keepdim=True)
-        out["depth"] = _scatter(d, pix, images, res, 1)
-    if "sem" in want:
-        sem = torch.full((images * hw,), BACKGROUND_LABEL, dtype=torch.uint8, device=dev)
-        sem[pix] = b_labels[bf]
-        out["sem"] = sem.view(images, res, res)
-    if need_color:
-        albedo = (bary[..., None] * b_colors[vidx]).sum(1)
-        ftex = b_ftex[bf]
-        textured = torch.nonzero(ftex >= 0).squeeze(1)
-        if textured.numel():
-            bank, info = _texture_bank(textures, dev)
-            uv = (bary[textured, :, None] * b_cuvs[bf[textured]]).sum(1)
-            albedo[textured] = sample_bank(bank, info, ftex[textured], uv)
-        if any(job.color_matrices is not None for job in jobs):
-            job_of_pixel = torch.tensor(image_job, device=dev)[pix // hw]
-            mats = np.stack([np.eye(3, dtype=np.float32)[None].repeat(3, 0) if job.color_matrices is None
-                             else np.asarray(job.color_matrices, np.float32) for job in jobs])  # (J, 3, 3, 3)
-            m = torch.from_numpy(mats).to(dev)[job_of_pixel, b_labels[bf].long()]  # (P, 3, 3)
-            albedo = torch.einsum("pab,pb->pa", m, albedo).clamp(0, 1)
-        channels = [albedo]
-        if "lit" in want:
-            # Pixels are sorted by image and images by job, so each job's pixels are one slice.
-            first_image = np.cumsum([0] + [job.num_images for job in jobs])
-            bounds = torch.searchsorted(pix, torch.tensor(first_image * hw, device=dev)).tolist()
-            lit = torch.empty_like(albedo)
-            for j, light in enumerate(lights):
-                a, b = bounds[j], bounds[j + 1]
-                if b > a:
-                    lit[a:b] = shade.shade_toon(albedo[a:b], normal[a:b], light)
-            channels.append(lit)
-        channels.append(torch.ones_like(albedo[:, :1]))
-        stacked = _scatter(torch.cat(channels, 1), pix, images, res, sum(c.shape[1] for c in channels))
-        if antialiasing:
-            # Each view's copy of a character's faces has its neighbours offset like its faces.
-            topo_parts = []
-            f_off = 0
-            for job in jobs:
-                t = torch.from_numpy(job.scene.topology).to(dev)
-                f, views = job.scene.num_faces, len(job.cameras)
-                off = f_off + torch.arange(views, device=dev)[:, None, None] * f
-                topo_parts.append(torch.where(t >= 0, t[None] + off, t[None]).reshape(-1, 3))
-                f_off += views * f
-            topology = torch.cat(topo_parts)
-            stacked = antialias(stacked, rast, pos, tri, topology, ranges=ranges_t)
-        out["alpha"] = stacked[..., -1:].clamp(0, 1)
-        out["rgb"] = stacked[..., :3].clamp(min=0)
-        out["rgb"] = torch.minimum(out["rgb"], out["alpha"])
-        if "lit" in want:
-            out["lit"] = torch.minimum(stacked[..., 3:6].clamp(min=0), out["alpha"])
-    return out
-
-
-def _scatter(values: torch.Tensor, pix: torch.Tensor, images: int, res: int, channels: int) -> torch.Tensor:
-    out = torch.zeros(images * res * res, channels, dtype=values.dtype, device=values.device)
-    out[pix] = values
-    return out.view(images, res, res, channels)
-
-
 # -- one character -----------------------------------------------------------------------------------
 def posed_front_renders(character: Character, poses: list[Pose], config: RenderConfig, light_dir, device,
                         topology: np.ndarray | None = None):
@@ -571,31 +224,16 @@ def posed_front_renders(character: Character, poses: list[Pose], config: RenderC
     return to_rgba8(out["rgb"], out["alpha"]), descs
 
 
-def to_rgba8(rgb: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
-    """Premultiplied colour (..., 3) and alpha (..., 1) -> straight-alpha RGBA uint8 (..., 4)
-    (colour 0 where the alpha byte is 0)."""
-    shape = rgb.shape[:-1]
-    a = alpha.reshape(-1)
-    out = torch.zeros(a.shape[0], 4, dtype=torch.uint8, device=rgb.device)
-    # Only pixels with some coverage: most of an image is background.
-    idx = torch.nonzero(a >= 0.5 / 255).squeeze(1)
-    if idx.numel():
-        av = a[idx].clamp(max=1)[:, None]
-        straight = (rgb.reshape(-1, 3)[idx] / av).clamp(0, 1)
-        out[idx] = torch.cat([straight, av], 1).mul_(255).round_().to(torch.uint8)
-    return out.reshape(*shape, 4).cpu().numpy()
-
-
 def render_character(character: Character, config: RenderConfig | None = None, *, seed: int | None = None,
                      poses: list[Pose] | None = None):
     """The full per-character render set of an A-posed character as a
-    :class:`~stdgen.data.dataset_format.CharacterRenders` (numpy; write it with ``write_renders``).
+    :class:`~stdgen.io.dataset.CharacterRenders` (numpy; write it with ``write_renders``).
 
     ``seed`` (default ``character.meta["seed"]``, else 0) seeds the random views, the random light
     and the random poses. ``poses``: the poses of the canonicalisation pairs; by default
     ``config.posed_views`` poses from :func:`stdgen.data.posing.random_pose`.
     """
-    from stdgen.data.dataset_format import CharacterRenders, LayerRenders
+    from stdgen.io.dataset import CharacterRenders, LayerRenders
     from stdgen.utils.device import resolve_device
 
     config = config or RenderConfig()
@@ -676,8 +314,8 @@ def write_character_folder(folder, renders, character: Character) -> dict:
     sprite sheets, ``preview.png``, ``character.glb``, ``meta.json``. Returns its manifest entry."""
     from pathlib import Path
 
-    from stdgen.data.dataset_format import manifest_entry, write_renders
-    from stdgen.export.glb import write_glb
+    from stdgen.io.dataset import manifest_entry, write_renders
+    from stdgen.io.glb import write_glb
     from stdgen.utils.io import atomic_dir
 
     folder = Path(folder)
@@ -708,8 +346,8 @@ def folder_status(folder, config: RenderConfig) -> str:
     ``"different"`` (complete, but rendered with other settings)."""
     from pathlib import Path
 
-    from stdgen.data.dataset_format import read_meta
     from stdgen.errors import InputError
+    from stdgen.io.dataset import read_meta
 
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
@@ -759,8 +397,8 @@ def _bounded(executor, fn, items, workers: int):
 
 
 def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=None,
-                       source: str = "procedural", workers: int = 0, progress: bool = True,
-                       manifest_every_s: float = 10.0) -> dict:
+                       source: str = "procedural", workers: int = 0,
+                       progress: Callable[[int, int], None] | None = None, manifest_every_s: float = 10.0) -> dict:
     """Render characters ``make(seed)`` for ``seeds`` into ``out_dir``, one folder each.
 
     Resumable: folders already rendered with the same settings are skipped, ``.tmp-*`` leftovers
@@ -771,6 +409,8 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     interrupted. ``workers`` > 0 runs that many processes: on the CPU each renders whole
     characters; with a CUDA device they make the characters and this process renders them.
     ``make(seed) -> Character`` (A-posed) defaults to :func:`procedural_character`.
+    ``progress(done, total)`` is called once before the work (``done`` = folders already there)
+    and after each folder written (the CLI draws its bar from it).
     Returns counts: ``rendered``, ``skipped``, ``removed_temporaries`` and the ``manifest`` path.
     """
     import time
@@ -778,16 +418,14 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     from multiprocessing import get_context
     from pathlib import Path
 
-    from tqdm import tqdm
-
-    from stdgen.data.dataset_format import (
+    from stdgen.errors import StdgenError
+    from stdgen.io.dataset import (
         character_folder_name,
         list_character_folders,
         manifest_entry,
         read_manifest,
         write_manifest,
     )
-    from stdgen.errors import StdgenError
     from stdgen.utils.device import resolve_device
     from stdgen.utils.io import remove_stale_temporaries
 
@@ -816,7 +454,8 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     extra = {"render_config": config.content()}
     last = time.monotonic()
     rendered = 0
-    bar = tqdm(total=len(seeds), initial=skipped, unit="char", desc="render", disable=not progress)
+    if progress:
+        progress(skipped, len(seeds))
     try:
         if workers <= 0:
             results = (render_to_folder(make(s), out / character_folder_name(s), config, seed=s, source=source)
@@ -839,12 +478,12 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
         for entry in results:
             entries[entry["id"]] = entry
             rendered += 1
-            bar.update(1)
+            if progress:
+                progress(skipped + rendered, len(seeds))
             if time.monotonic() - last > manifest_every_s:
                 write_manifest(out, list(entries.values()), **extra)
                 last = time.monotonic()
     finally:
-        bar.close()
         # Only folders that are really there (complete) go into the manifest.
         present = {p.name for p in list_character_folders(out)}
         path = write_manifest(out, [e for k, e in entries.items() if k in present], **extra)

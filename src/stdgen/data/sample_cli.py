@@ -162,7 +162,7 @@ def _sample(args: argparse.Namespace) -> int:
             strips.append([front_picture(character, args.resolution, device, face=args.layout == "faces")])
             labels.append(f"seed {seed}")
         if not args.no_glb:
-            from stdgen.export.glb import write_glb
+            from stdgen.io.glb import write_glb
 
             with atomic_dir(out / f"{i:0{width}d}") as tmp:
                 write_glb(character, tmp / "character.glb")

@@ -7,10 +7,10 @@ on the GPU (or the CPU), so training never waits on disk.
         batch["sem"]                  # (B, L, V, H, W) uint8 Part values, 255 background
 
 Two levels: :class:`CharacterSource` is an ``IterableDataset`` whose DataLoader workers make
-characters (procedural generation, posing, flattening into a :class:`~.render_dataset.Scene`);
+characters (procedural generation, posing, flattening into a :class:`~stdgen.render.batch.Scene`);
 :class:`RenderStream` (an ``IterableDataset`` too, iterated in the training process) gathers
 ``batch_size`` of them and renders all their views and layer sets in one batched rasteriser call
-on ``device`` (:func:`~.render_dataset.render_jobs`, the code the disk writer uses).
+on ``device`` (:func:`~stdgen.render.batch.render_jobs`, the code the disk writer uses).
 
 Fresh characters by default (every sample a new seed of the split). ``pool_size > 0`` instead
 keeps a pool of generated characters per worker and draws variants of them: the arm-angle
@@ -28,17 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from stdgen.data.render_dataset import (
-    LAYER_ORDER,
-    Framing,
-    RenderJob,
-    Scene,
-    _derive_seed,
-    frame_character,
-    light_direction,
-    render_jobs,
-    scene_from_character,
-)
+from stdgen.data.render_dataset import Framing, _derive_seed, frame_character, light_direction
+from stdgen.render.batch import LAYER_ORDER, RenderJob, Scene, render_jobs, scene_from_character
 from stdgen.structures.semantics import Part
 
 #: Maps a stream batch can hold (``alpha`` is always there).

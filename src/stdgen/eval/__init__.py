@@ -10,8 +10,9 @@ Python API (the same functions ``stdgen eval`` uses):
 - :func:`evaluate_character`, :func:`evaluate_dataset`, :func:`evaluate_input_view`,
   :func:`evaluate_pictures`: the whole protocol on folders; :func:`write_report`.
 
-Submodules: ``image``, ``registration``, ``geometry``, ``decomposition``, ``perceptual``,
-``protocol``, ``report``, ``cli``. Attributes load lazily so ``stdgen --help`` stays fast.
+Submodules: ``image``, ``registration``, ``decomposition``, ``perceptual``, ``protocol``,
+``report``, ``cli``; the geometry metrics live in :mod:`stdgen.geometry.metrics` (refinement
+uses them too) and are re-exported here. Attributes load lazily so ``stdgen --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ _EXPORTS = {
     "EvalConfig": "protocol", "load_parts": "protocol", "render_parts": "protocol",
     "ssim": "image", "psnr": "image", "mask_iou": "image", "normal_angle_error": "image",
     "horizontal_shifts": "registration", "shift_images": "registration",
-    "character_geometry_metrics": "geometry", "mesh_metrics": "geometry", "chamfer_distance": "geometry",
-    "fscore": "geometry", "sample_surface": "geometry", "point_metrics": "geometry",
+    "character_geometry_metrics": "stdgen.geometry.metrics", "mesh_metrics": "stdgen.geometry.metrics",
+    "chamfer_distance": "stdgen.geometry.metrics", "fscore": "stdgen.geometry.metrics",
+    "sample_surface": "stdgen.geometry.metrics", "point_metrics": "stdgen.geometry.metrics",
     "part_iou": "decomposition", "part_ious": "decomposition", "semantic_accuracy": "decomposition",
     "clothes_hollowness": "decomposition", "penetration": "decomposition", "layer_penetration": "decomposition",
     "PerceptualModels": "perceptual", "load_lpips": "perceptual", "load_inception": "perceptual",
@@ -38,5 +40,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"stdgen.eval.{_EXPORTS[name]}"), name)
+        module = _EXPORTS[name]
+        return getattr(importlib.import_module(module if "." in module else f"stdgen.eval.{module}"), name)
     raise AttributeError(f"module 'stdgen.eval' has no attribute {name!r}")

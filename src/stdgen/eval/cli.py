@@ -73,8 +73,16 @@ def _run(args: argparse.Namespace) -> int:
         raise StdgenError(str(exc)) from None
     models = PerceptualModels.load(args.lpips_weights, args.inception_weights, args.clip_weights, device)
 
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from stdgen.utils.progress import LazyBar
+
     if args.images:
-        run = evaluate_pictures(args.pred, args.images, args.masks, config, models, limit=args.limit)
+        with LazyBar(partial(tqdm, desc="eval", unit="picture")) as bar:
+            run = evaluate_pictures(args.pred, args.images, args.masks, config, models, limit=args.limit,
+                                    progress=bar)
         pairs = {r.name: r for r in run.results}
         from stdgen.eval.protocol import match_pictures
 
@@ -85,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
             again = evaluate_input_view(p, pic, m, config, None, keep_images=True)
             return again.true_views, again.pred_views
     else:
-        run = evaluate_dataset(args.pred, args.gt, config, models, limit=args.limit)
+        with LazyBar(partial(tqdm, desc="eval", unit="char")) as bar:
+            run = evaluate_dataset(args.pred, args.gt, config, models, limit=args.limit, progress=bar)
         pairs = {r.name: r for r in run.results}
         from stdgen.eval.protocol import match_characters
 

@@ -3,7 +3,7 @@
 **3D (the paper's Table 1 protocol).** The predicted character (``PRED/<id>/character.glb``,
 nodes body / clothes / hair) is rendered at the ground truth's eight evaluation views
 (orthographic, elevation 0, 45-degree steps, the ground truth's own cameras and resolution)
-exactly as the dataset renders ground truth (:func:`stdgen.data.render_dataset.render_jobs`:
+exactly as the dataset renders ground truth (:func:`stdgen.render.batch.render_jobs`:
 unlit colour, antialiased alpha, world normals, semantic labels) and quantised to 8 bits as the
 stored truth is. Each view is shifted horizontally to the ground truth by mask registration
 (:mod:`stdgen.eval.registration`), then compared over a white background: SSIM and PSNR of the
@@ -17,7 +17,7 @@ rendered view) and FID features when the user gave local weights.
 ``stdgen.render.GENERATION_AZIMUTHS``: -90, -45, 0, 45, 90, 180) and ``mv_normal.png`` (world
 normals as ``(n + 1) / 2``) are compared with the ground truth's generation views, unregistered.
 
-**Geometry and 3D decomposition**: :mod:`stdgen.eval.geometry` against the true parts in the
+**Geometry and 3D decomposition**: :mod:`stdgen.geometry.metrics` against the true parts in the
 ground truth's ``character.glb``; hollowness and penetration of the predicted parts.
 
 **Input-view fidelity** (pictures without 3D truth): the prediction rendered from the front
@@ -30,7 +30,7 @@ protocol uses the same function.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,9 @@ import torch
 from stdgen.errors import InputError
 from stdgen.eval import decomposition as dec
 from stdgen.eval import image as im
-from stdgen.eval.geometry import DEFAULT_POINTS, DEFAULT_THRESHOLDS, character_geometry_metrics
 from stdgen.eval.registration import horizontal_shifts, shift_images
+from stdgen.geometry.metrics import DEFAULT_POINTS, DEFAULT_THRESHOLDS, character_geometry_metrics
+from stdgen.structures.character import Character
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS, Part
 
@@ -212,30 +213,15 @@ def nanmean_metrics(metrics: Mapping[str, torch.Tensor]) -> dict[str, float]:
 def load_parts(path: str | Path) -> dict[Part, Mesh]:
     """The parts of a character GLB (nodes ``body``, ``clothes``, ``hair``; a missing node is an empty
     part). Raises :class:`InputError` naming the file if it is missing, malformed or empty."""
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_parts
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: missing (a character folder must hold {CHARACTER_FILE})")
-    nodes = read_glb(path)
-    empty = lambda: Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-    parts = {p: (nodes.get(p.key) or empty()) for p in PARTS}
-    for p, m in parts.items():
-        m.label = p
+    parts = read_parts(path)
     if all(m.is_empty for m in parts.values()):
         raise InputError(f"{path}: no geometry in the nodes body, clothes, hair")
     return parts
-
-
-def _as_character(parts: Mapping[Part, Mesh]):
-    from stdgen.structures.character import Character
-
-    keep = lambda p: [parts[p]] if parts.get(p) is not None and not parts[p].is_empty else []
-    body = parts.get(Part.BODY)
-    if body is None or body.is_empty:
-        # The renderer wants a body mesh; an empty one draws nothing.
-        body = Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-    return Character(body=body, clothes=keep(Part.CLOTHES), hair=keep(Part.HAIR))
 
 
 def render_parts(parts: Mapping[Part, Mesh], cameras, resolution: int, *, background: float = 1.0,
@@ -244,12 +230,12 @@ def render_parts(parts: Mapping[Part, Mesh], cameras, resolution: int, *, backgr
 
     Returns a :class:`ViewSet` (colour composited over ``background``).
     """
-    from stdgen.data.dataset_format import decode_normal, encode_normal
-    from stdgen.data.render_dataset import RenderJob, render_jobs, scene_from_character, to_rgba8
+    from stdgen.io.dataset import decode_normal, encode_normal
+    from stdgen.render.batch import RenderJob, render_jobs, scene_from_character, to_rgba8
 
     v = len(cameras)
     try:
-        scene = scene_from_character(_as_character(parts))
+        scene = scene_from_character(Character.from_parts(parts))
     except ValueError:  # no geometry at all
         z = np.zeros((v, resolution, resolution), np.float32)
         return ViewSet(np.full((v, resolution, resolution, 3), background, np.float32), z,
@@ -344,7 +330,7 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
     keeps the compared views in the result (for the report's pictures); ``geometry=False`` skips
     the 3D metrics (geometry and volume) whatever the config says.
     """
-    from stdgen.data.dataset_format import read_renders
+    from stdgen.io.dataset import read_renders
 
     config = config or EvalConfig()
     pred_dir, true_dir = Path(pred_dir), Path(true_dir)
@@ -557,7 +543,7 @@ def match_characters(pred_root: str | Path, true_root: str | Path):
     Returns ``(pairs [(name, pred_dir, true_dir)], only_pred, only_true)``. If ``pred_root`` itself
     holds ``character.glb`` and ``true_root`` a ``meta.json``, the two are one pair.
     """
-    from stdgen.data.dataset_format import list_character_folders
+    from stdgen.io.dataset import list_character_folders
 
     pred_root, true_root = Path(pred_root), Path(true_root)
     if not pred_root.is_dir():
@@ -622,10 +608,10 @@ def _fid(run: EvalRun) -> None:
 
 
 def evaluate_dataset(pred_root: str | Path, true_root: str | Path, config: EvalConfig | None = None, models=None,
-                     *, progress: bool = True, limit: int | None = None) -> EvalRun:
-    """Evaluate every prediction folder that has a ground-truth folder of the same name."""
-    from tqdm import tqdm
+                     *, progress: Callable[[int, int], None] | None = None, limit: int | None = None) -> EvalRun:
+    """Evaluate every prediction folder that has a ground-truth folder of the same name.
 
+    ``progress(done, total)`` is called before the first character and after each one."""
     config = config or EvalConfig()
     pairs, only_pred, only_true = match_characters(pred_root, true_root)
     if not pairs:
@@ -637,12 +623,10 @@ def evaluate_dataset(pred_root: str | Path, true_root: str | Path, config: EvalC
         if not (p / CHARACTER_FILE).is_file():
             raise InputError(f"{p / CHARACTER_FILE}: missing (a character folder must hold {CHARACTER_FILE})")
     results = []
-    # The bar is closed (its line ended) before an error propagates, so the error gets its own line.
-    with tqdm(pairs, desc="eval", unit="char", disable=not progress) as bar:
-        for name, p, t in bar:
-            r = evaluate_character(p, t, config, models)
-            r.name = name
-            results.append(r)
+    for name, p, t in _reporting(pairs, progress):
+        r = evaluate_character(p, t, config, models)
+        r.name = name
+        results.append(r)
     run = EvalRun("3d", results, only_pred, only_true, Path(pred_root), Path(true_root), config,
                   _learned(models))
     _fid(run)
@@ -650,11 +634,10 @@ def evaluate_dataset(pred_root: str | Path, true_root: str | Path, config: EvalC
 
 
 def evaluate_pictures(pred_root: str | Path, pictures: str | Path, masks: str | Path | None = None,
-                      config: EvalConfig | None = None, models=None, *, progress: bool = True,
-                      limit: int | None = None) -> EvalRun:
-    """Input-view fidelity of every prediction folder that has a picture of the same stem."""
-    from tqdm import tqdm
-
+                      config: EvalConfig | None = None, models=None, *,
+                      progress: Callable[[int, int], None] | None = None, limit: int | None = None) -> EvalRun:
+    """Input-view fidelity of every prediction folder that has a picture of the same stem
+    (``progress`` as :func:`evaluate_dataset`'s)."""
     config = config or EvalConfig()
     pairs, only_pred, only_pics = match_pictures(pred_root, pictures, masks)
     if not pairs:
@@ -666,13 +649,22 @@ def evaluate_pictures(pred_root: str | Path, pictures: str | Path, masks: str | 
         if not (p / CHARACTER_FILE).is_file():
             raise InputError(f"{p / CHARACTER_FILE}: missing (a character folder must hold {CHARACTER_FILE})")
     results = []
-    with tqdm(pairs, desc="eval", unit="picture", disable=not progress) as bar:
-        for name, p, pic, mask in bar:
-            r = evaluate_input_view(p, pic, mask, config, models)
-            r.name = name
-            results.append(r)
+    for name, p, pic, mask in _reporting(pairs, progress):
+        r = evaluate_input_view(p, pic, mask, config, models)
+        r.name = name
+        results.append(r)
     return EvalRun("pictures", results, only_pred, only_pics, Path(pred_root), Path(pictures), config,
                    _learned(models))
+
+
+def _reporting(items: list, progress: Callable[[int, int], None] | None):
+    """Yield ``items``, calling ``progress(done, total)`` before the first and after each."""
+    if progress:
+        progress(0, len(items))
+    for i, item in enumerate(items):
+        yield item
+        if progress:
+            progress(i + 1, len(items))
 
 
 def _learned(models) -> dict[str, bool]:

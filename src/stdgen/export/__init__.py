@@ -1,5 +1,2 @@
-"""Export: layered characters as GLB and VRM (0.x / 1.0)."""
-
-from stdgen.export.glb import read_character_glb, read_glb, write_glb
-
-__all__ = ["read_character_glb", "read_glb", "write_glb"]
+"""Export: layered characters as VRM 0.x / 1.0 (:mod:`~stdgen.export.vrm`) and GLB, and the
+``stdgen export`` command. GLB reading and writing is :mod:`stdgen.io.glb`'s."""

@@ -2,7 +2,7 @@
 
 VRM's MToon (and many avatar apps) shade with the material's base colour and texture only, so a
 vertex-coloured piece would come out white. A piece of one colour becomes a material colour
-(:func:`uniform_color`); any other is unwrapped with xatlas and its colours rasterised into a
+(:func:`stdgen.io.glb.uniform_color`); any other is unwrapped with xatlas and its colours rasterised into a
 texture with our own rasteriser (UV space as the screen), the empty texels filled from the
 nearest covered one so bilinear filtering at chart borders does not pull in the background.
 """
@@ -11,18 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from stdgen.io.glb import uniform_color
 from stdgen.structures.mesh import Mesh
 
-
-def uniform_color(mesh: Mesh, tol: float = 1.0 / 512) -> np.ndarray | None:
-    """The (3,) sRGB colour of a vertex-coloured mesh whose vertices all share one colour (within
-    ``tol``), else None."""
-    if mesh.colors is None or mesh.num_vertices == 0:
-        return None
-    c = mesh.colors
-    if np.abs(c - c[0]).max() <= tol:
-        return c.mean(0).astype(np.float32)
-    return None
+__all__ = ["bake_vertex_colors", "uniform_color"]
 
 
 def bake_vertex_colors(mesh: Mesh, size: int = 512) -> Mesh:

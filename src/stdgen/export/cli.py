@@ -49,8 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     import json
 
     from stdgen.errors import StdgenError
-    from stdgen.export.glb import read_character_glb, write_glb
     from stdgen.export.vrm import VrmMeta, write_vrm
+    from stdgen.io.glb import read_character_glb, write_glb
 
     src = Path(args.character)
     glb = _input_glb(src)

@@ -1,6 +1,6 @@
 """Character -> VRM 1.0 (``VRMC_vrm``) or VRM 0.x (``VRM``), the format anime-avatar tools read.
 
-The file is the skinned GLB scene of :mod:`stdgen.export.glb` in the skeleton's rest pose, which
+The file is the skinned GLB scene of :mod:`stdgen.io.glb` in the skeleton's rest pose, which
 VRM wants to be a T-pose (:func:`t_posed` raises the arms of a rest pose that is not one; the
 character's current pose, e.g. its A-pose, is not baked in), plus:
 
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from stdgen.errors import StdgenError
-from stdgen.export.glb import GlbBuilder, SceneSpec, build_scene
+from stdgen.io.glb import GlbBuilder, SceneSpec, build_scene
 from stdgen.structures.semantics import PARTS, Part
 
 VRM_VERSIONS: tuple[str, ...] = ("1.0", "0.x")
@@ -188,7 +188,7 @@ def vroid_material_names(character) -> dict[str, list[str]]:
 
 
 def _check_exportable(character) -> None:
-    from stdgen.data.vrm.humanoid import VRM_BONE_PARENTS, VRM_BONES, VRM_REQUIRED_BONES
+    from stdgen.io.humanoid import VRM_BONE_PARENTS, VRM_BONES, VRM_REQUIRED_BONES
 
     skel = character.skeleton
     if skel is None:
@@ -285,8 +285,8 @@ def _material_ready(mesh):
 
 def vrm_bytes(character, *, version: str = "1.0", meta: VrmMeta | None = None, material: str = "mtoon") -> bytes:
     """The bytes of the VRM file :func:`write_vrm` writes."""
-    from stdgen.data.vrm.humanoid import VRM1_TO_VRM0, VRM_BONES
-    from stdgen.data.vrm.importer import VRM0_FACING
+    from stdgen.io.humanoid import VRM1_TO_VRM0, VRM_BONES
+    from stdgen.io.vrm import VRM0_FACING
 
     if version not in VRM_VERSIONS:
         raise StdgenError(f"VRM version must be one of {VRM_VERSIONS}, got {version!r}")

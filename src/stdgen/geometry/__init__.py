@@ -1,9 +1,8 @@
-"""Geometry: the shared :class:`Mesh` type, semantic fields, FlexiCubes and layer extraction.
+"""Geometry: semantic fields, FlexiCubes, layer extraction and mesh metrics (over
+:class:`stdgen.structures.Mesh`).
 
-Modules (imported lazily, so ``import stdgen.geometry`` stays light for code that only wants
-``Mesh``):
+Modules (imported lazily, so ``import stdgen.geometry`` stays light):
 
-- :mod:`~stdgen.structures.mesh` the project-wide ``Mesh`` and ``merge_meshes``;
 - :mod:`~stdgen.geometry.inside` point-in-mesh tests (``contains``, ``contains_grid``);
 - :mod:`~stdgen.geometry.volume` volume rendering with semantics (Eqs. 1, 2, 6-8);
 - :mod:`~stdgen.geometry.triplane` bilinear triplane lookup;
@@ -15,14 +14,12 @@ Modules (imported lazily, so ``import stdgen.geometry`` stays light for code tha
 - :mod:`~stdgen.geometry.layers` body / clothes / hair extraction;
 - :mod:`~stdgen.geometry.voxelize` a character -> SDF grid + class probabilities;
 - :mod:`~stdgen.geometry.nearest` nearest-point search (k-d tree on the host, Triton on a GPU);
-- :mod:`~stdgen.geometry.demo` ``stdgen layers-demo``.
+- :mod:`~stdgen.commands.layers_demo` ``stdgen layers-demo``.
 """
 
 from __future__ import annotations
 
 import importlib
-
-from stdgen.structures.mesh import Mesh, merge_meshes
 
 _LAZY = {
     "contains": "inside", "contains_grid": "inside",
@@ -34,9 +31,11 @@ _LAZY = {
     "flexicubes": "flexicubes", "marching_cubes": "marching",
     "LayerConfig": "layers", "LayerMeshes": "layers", "extract_layers": "layers",
     "VoxelField": "voxelize", "voxelize_character": "voxelize", "voxelize_parts": "voxelize",
+    "sample_surface": "metrics", "point_metrics": "metrics", "mesh_metrics": "metrics",
+    "chamfer_distance": "metrics", "fscore": "metrics", "surface_metrics": "surface_metrics",
 }  # fmt: skip
 
-__all__ = ["Mesh", "merge_meshes", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

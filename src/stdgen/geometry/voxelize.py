@@ -319,7 +319,8 @@ def _closest_point(px, py, pz, tri, t):
 
 
 @numba.njit(cache=True)
-def _point_triangle_dist2(px, py, pz, tri, t):
+def point_triangle_dist2(px, py, pz, tri, t):
+    """Squared distance from point ``(px, py, pz)`` to triangle ``t`` of ``tri`` (F, 3, 3) (numba)."""
     qx, qy, qz = _closest_point(px, py, pz, tri, t)
     dx, dy, dz = px - qx, py - qy, pz - qz
     return dx * dx + dy * dy + dz * dz
@@ -358,7 +359,7 @@ def _band_distance(tri, origin, spacing, limit, dist, nearest):
                 py = origin[1] + j * spacing[1]
                 for k in range(k0, k1 + 1):
                     pz = origin[2] + k * spacing[2]
-                    d2 = _point_triangle_dist2(px, py, pz, tri, t)
+                    d2 = point_triangle_dist2(px, py, pz, tri, t)
                     if d2 < dist[i, j, k] and d2 < lim2:
                         dist[i, j, k] = d2
                         nearest[i, j, k] = t

@@ -168,12 +168,10 @@ def read_coarse_dir(directory: str | Path) -> dict[Part, Mesh]:
         if not glbs:
             raise InputError(f"{directory}: no coarse meshes (expected body.obj/clothes.obj/hair.obj or a .glb "
                              "with nodes body, clothes, hair)")
-        from stdgen.export.glb import read_glb
+        from stdgen.io.glb import read_parts
 
-        nodes = read_glb(glbs[0])
-        for part in PARTS:
-            if part.key in nodes:
-                out[part] = weld(nodes[part.key]).replace(label=part, name=part.key)
+        for part, mesh in read_parts(glbs[0]).items():
+            out[part] = weld(mesh)
     if Part.BODY not in out or out[Part.BODY].is_empty:
         raise InputError(f"{directory}: the coarse meshes have no body")
     for part in PARTS:
@@ -183,7 +181,7 @@ def read_coarse_dir(directory: str | Path) -> dict[Part, Mesh]:
 
 def _read_single(path: Path, part: Part) -> Mesh:
     if path.suffix == ".glb":
-        from stdgen.export.glb import read_glb
+        from stdgen.io.glb import read_glb
 
         nodes = read_glb(path)
         if part.key in nodes:

@@ -1,6 +1,6 @@
 """``stdgen refine`` as a function: a character folder in, a refined and textured character out.
 
-:func:`refine_folder` reads a dataset character folder (:mod:`stdgen.data.dataset_format`), makes
+:func:`refine_folder` reads a dataset character folder (:mod:`stdgen.io.dataset`), makes
 (or reads) the coarse layer meshes, refines them against the six generation views' normal maps
 and masks (:func:`stdgen.refine.schedule.refine_character`), bakes textures from the views'
 colours (:mod:`stdgen.refine.texture`), and writes, atomically, ``character.glb``,
@@ -51,14 +51,9 @@ def read_true_parts(folder: Path) -> dict[Part, Mesh] | None:
     path = folder / "character.glb"
     if not path.is_file():
         return None
-    from stdgen.export.glb import read_glb
+    from stdgen.io.glb import read_parts
 
-    nodes = read_glb(path)
-    out = {}
-    for p in PARTS:
-        m = nodes.get(p.key)
-        out[p] = m.replace(label=p, name=p.key) if m is not None else _empty(p)
-    return out
+    return read_parts(path)
 
 
 def _empty(part: Part) -> Mesh:
@@ -85,13 +80,13 @@ def penetrating_vertices(outer: Mesh, inner: list[Mesh], tolerance: float) -> in
 def part_metrics(pred: Mesh, true: Mesh, height: float, points: int) -> dict[str, float]:
     """Chamfer, F-score@0.01 / 0.02 and normal consistency in units of the true character's height.
 
-    Point-to-surface (:func:`stdgen.refine.metrics.surface_metrics`: each sample's distance to the
+    Point-to-surface (:func:`stdgen.geometry.surface_metrics.surface_metrics`: each sample's distance to the
     other mesh's nearest triangle), and, under ``*_points`` keys, the point-to-point figures of
-    :func:`stdgen.eval.geometry.mesh_metrics`, whose sampling floor (about 0.0007 for a body at 300k
+    :func:`stdgen.geometry.metrics.mesh_metrics`, whose sampling floor (about 0.0007 for a body at 300k
     points) is most of a refined body's value.
     """
-    from stdgen.eval.geometry import mesh_metrics
-    from stdgen.refine.metrics import surface_metrics
+    from stdgen.geometry.metrics import mesh_metrics
+    from stdgen.geometry.surface_metrics import surface_metrics
 
     m = surface_metrics(pred, true, scale=1.0 / height, count=points, thresholds=(0.01, 0.02))
     pts = mesh_metrics(pred, true, scale=1.0 / height, count=points, thresholds=(0.01,))
@@ -133,8 +128,8 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
     """Refine and texture one character folder; write ``out_dir``; return the report."""
     from tqdm.auto import tqdm
 
-    from stdgen.data.dataset_format import read_renders
-    from stdgen.export.glb import write_glb
+    from stdgen.io.dataset import read_renders
+    from stdgen.io.glb import write_glb
     from stdgen.utils.io import atomic_dir, save_png
 
     cfg = config or PipelineConfig()
@@ -198,7 +193,7 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
     parts_report: dict[str, dict] = {}
     height = None
     if true is not None:
-        from stdgen.eval.geometry import character_height
+        from stdgen.geometry.metrics import character_height
 
         height = character_height(true)
     inner: list[Mesh] = []
@@ -239,7 +234,8 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
         "coarse": "given" if coarse_dir is not None
         else f"voxelised at {cfg.coarse.resolution}^3 ({cfg.coarse.method})",
         "units": "Chamfer and F-score thresholds in fractions of the true character's height",
-        "metrics": "point-to-surface (stdgen.refine.metrics); *_points: point-to-point (stdgen.eval.geometry)",
+        "metrics": "point-to-surface (stdgen.geometry.surface_metrics); "
+                   "*_points: point-to-point (stdgen.geometry.metrics)",
         "penetration_tolerance_m": cfg.penetration_tolerance,
         "config": _plain(asdict(cfg)),
     }

@@ -178,7 +178,7 @@ def targets_from_renders(renders, part: Part, *, resolution: int | None = None, 
                          with_part_mask: bool = True, with_rgb: bool = False) -> StageTargets:
     """Stage targets of ``part`` from a dataset folder's six generation views.
 
-    ``renders`` is a :class:`~stdgen.data.dataset_format.CharacterRenders` holding the layer set
+    ``renders`` is a :class:`~stdgen.io.dataset.CharacterRenders` holding the layer set
     :data:`STAGE_LAYER_SET` ``[part]`` with maps rgb, normal (and sem for the part mask).
     """
     layer = STAGE_LAYER_SET[Part.parse(part)]

@@ -1,4 +1,4 @@
-"""One-call rendering of a :class:`~stdgen.geometry.Mesh` from a batch of cameras.
+"""One-call rendering of a :class:`~stdgen.structures.Mesh` from a batch of cameras.
 
 ``render_mesh`` strings the primitives together (rasterize -> interpolate -> texture -> shade
 -> antialias) for previews, dataset renders and evaluation. Optimisation code calls the

@@ -12,6 +12,7 @@ position in world-aligned axes; the identity pose is the rest pose, exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,6 +175,18 @@ class Character:
     pose: Pose | None = None
     meta: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_parts(cls, parts: Mapping[Part, Mesh | None], **fields) -> Character:
+        """A character of one mesh per part (the inverse of :meth:`parts` for a posed character):
+        ``parts`` maps :class:`Part` to its mesh; a missing or empty clothes / hair part is absent,
+        a missing or empty body an empty mesh (the renderer draws nothing for it). ``fields``:
+        ``skeleton``, ``pose``, ``meta``."""
+        keep = lambda p: [parts[p]] if parts.get(p) is not None and not parts[p].is_empty else []
+        body = parts.get(Part.BODY)
+        if body is None or body.is_empty:
+            body = Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
+        return cls(body=body, clothes=keep(Part.CLOTHES), hair=keep(Part.HAIR), **fields)
 
     def rest_meshes(self, part: Part | str) -> list[Mesh]:
         """The rest-pose meshes of one part (a list: garments / hair pieces stay separate)."""

@@ -104,8 +104,8 @@ def import_status(folder: Path, digest: str, config_content: dict) -> str:
     ``"different"`` (a complete folder made from another file or with other settings)."""
     import json
 
-    from stdgen.data.dataset_format import read_meta
     from stdgen.errors import InputError
+    from stdgen.io.dataset import read_meta
 
     report = folder / IMPORT_REPORT
     if not (folder / "meta.json").is_file() or not report.is_file():
@@ -124,10 +124,10 @@ def import_one(path: Path, folder: Path, config, import_config, rules, split: st
     and the import's warnings (raises InputError / SkipImport for a file that cannot be imported)."""
     import json
 
-    from stdgen.data.dataset_format import manifest_entry, write_renders
     from stdgen.data.render_dataset import render_character
     from stdgen.data.vrm.importer import import_vrm
-    from stdgen.export.glb import write_glb
+    from stdgen.io.dataset import manifest_entry, write_renders
+    from stdgen.io.glb import write_glb
     from stdgen.utils.io import atomic_dir
 
     data = path.read_bytes()
@@ -151,11 +151,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from stdgen.data.dataset_format import list_character_folders, manifest_entry, read_manifest, write_manifest
     from stdgen.data.render_cli import render_config_from_args
     from stdgen.data.vrm.importer import SkipImport, VrmImportConfig
     from stdgen.data.vrm.split import load_part_rules
     from stdgen.errors import InputError, StdgenError
+    from stdgen.io.dataset import list_character_folders, manifest_entry, read_manifest, write_manifest
     from stdgen.utils.io import remove_stale_temporaries
 
     config = render_config_from_args(args)

@@ -3,8 +3,8 @@
 import numpy as np
 import trimesh
 
-from stdgen.eval.geometry import point_metrics, sample_surface
-from stdgen.refine.metrics import surface_metrics
+from stdgen.geometry.metrics import point_metrics, sample_surface
+from stdgen.geometry.surface_metrics import surface_metrics
 from stdgen.structures.mesh import Mesh
 
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from stdgen.data.dataset_format import (
+from stdgen.errors import InputError
+from stdgen.io.dataset import (
     DEPTH_SCALE,
     MAPS,
     CharacterRenders,
@@ -19,7 +20,6 @@ from stdgen.data.dataset_format import (
     write_manifest,
     write_renders,
 )
-from stdgen.errors import InputError
 from stdgen.render.camera import GENERATION_AZIMUTHS, Cameras, evaluation_views, random_views
 from stdgen.structures.semantics import BACKGROUND_LABEL, LAYER_SETS
 
@@ -107,7 +107,7 @@ def test_view_index_and_cameras(tmp_path):
 
 
 def test_depth_encoding_limits():
-    from stdgen.data.dataset_format import decode_depth, encode_depth
+    from stdgen.io.dataset import decode_depth, encode_depth
 
     d = np.array([0.0, 1e-4, 1.0, 16.38375, 20.0], np.float32)
     back = decode_depth(encode_depth(d))

@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from stdgen.data.vrm.gltf import load_glb, quaternion_matrix
 from stdgen.errors import InputError
+from stdgen.io.gltf import load_glb, quaternion_matrix
 
 
 def _glb(doc: dict, blob: bytes | None) -> bytes:

@@ -6,7 +6,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from stdgen.errors import InputError
-from stdgen.export.glb import read_glb, write_glb
+from stdgen.io.glb import read_glb, write_glb
 from stdgen.structures.character import Character, Pose, Skeleton
 from stdgen.structures.mesh import Mesh
 
@@ -74,3 +74,28 @@ def test_malformed_files_raise_input_error_naming_the_file(tmp_path, damage):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         read_glb(tmp_path / "nope.glb")
+
+
+def test_read_parts_gives_every_part_labelled_and_from_parts_goes_back(tmp_path):
+    from stdgen.io.glb import read_parts
+    from stdgen.structures.semantics import PARTS, Part
+
+    body, hair = _sphere(), _sphere(1.2)
+    write_glb({"body": body, "hair": hair}, tmp_path / "c.glb")
+    parts = read_parts(tmp_path / "c.glb")
+    assert list(parts) == list(PARTS)
+    for p, m in parts.items():
+        assert (m.label, m.name) == (p, p.key)
+    assert parts[Part.CLOTHES].is_empty and parts[Part.CLOTHES].faces.shape == (0, 3)
+    np.testing.assert_allclose(parts[Part.HAIR].vertices[parts[Part.HAIR].faces], hair.vertices[hair.faces],
+                               atol=1e-6)
+    character = Character.from_parts(parts)
+    assert character.clothes == [] and len(character.hair) == 1
+    back = character.parts()
+    for p in PARTS:
+        np.testing.assert_array_equal(back[p].vertices, parts[p].vertices)
+        np.testing.assert_array_equal(back[p].faces, parts[p].faces)
+    # No body at all: an empty body mesh, so a renderer draws nothing for it.
+    assert Character.from_parts({Part.HAIR: hair}).body.is_empty
+    with pytest.raises(InputError, match="missing"):
+        read_parts(tmp_path / "nope.glb")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from stdgen.eval import geometry as geo
+from stdgen.geometry import metrics as geo
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import Part
 

@@ -1,6 +1,6 @@
 """Point-to-surface geometry metrics, free of the point-to-point sampling floor.
 
-:func:`stdgen.eval.geometry.mesh_metrics` compares two point samplings: each point's distance to
+:func:`stdgen.geometry.metrics.mesh_metrics` compares two point samplings: each point's distance to
 the *nearest sample* of the other mesh. Even for two identical surfaces that distance is not zero
 but about half the samples' spacing: with 300k points per mesh, a held-out character's body
 measures 0.00066 (in units of its height) against itself, which is 80 % of what a refined body
@@ -24,8 +24,8 @@ import numba
 import numpy as np
 from scipy.spatial import cKDTree
 
-from stdgen.eval.geometry import sample_surface
-from stdgen.geometry.voxelize import _point_triangle_dist2
+from stdgen.geometry.metrics import sample_surface
+from stdgen.geometry.voxelize import point_triangle_dist2
 from stdgen.structures.mesh import Mesh
 
 
@@ -42,7 +42,7 @@ def _nearest_of_candidates(tri, cand, pts):
             t = cand[i, j]
             if t < 0:
                 continue
-            d = _point_triangle_dist2(pts[i, 0], pts[i, 1], pts[i, 2], tri, t)
+            d = point_triangle_dist2(pts[i, 0], pts[i, 1], pts[i, 2], tri, t)
             if d < b:
                 b, w = d, t
         best[i], which[i] = b, w
@@ -76,7 +76,7 @@ def surface_metrics(pred: Mesh, true: Mesh, *, scale: float = 1.0, count: int = 
                     thresholds: Sequence[float] = (0.01,), seed: int = 0) -> dict[str, float]:
     """Point-to-surface Chamfer, F-scores and normal consistency of two meshes (scaled by ``scale``).
 
-    Keys as :func:`stdgen.eval.geometry.point_metrics`: ``chamfer`` (mean of the two directed means),
+    Keys as :func:`stdgen.geometry.metrics.point_metrics`: ``chamfer`` (mean of the two directed means),
     ``accuracy`` (pred samples to the true surface), ``completeness`` (true samples to the predicted
     surface), ``fscore@t``, ``normal_consistency`` (mean ``|n_sample . n_nearest triangle|``).
     NaN when either mesh is empty.

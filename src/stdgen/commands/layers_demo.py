@@ -4,7 +4,7 @@ The demo shows what the S-LRM's last stage can at best produce at a grid resolut
 character's true field (:mod:`stdgen.geometry.voxelize`) goes through the semantic-equivalent SDF
 and FlexiCubes (:mod:`stdgen.geometry.layers`), and the extracted parts are compared with the
 true ones (Chamfer distance and F-score in units of the character's height, from
-:mod:`stdgen.eval.geometry`).
+:mod:`stdgen.geometry.metrics`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class DemoResult:
 def part_metrics(pred: dict[Part, Mesh], true: dict[Part, Mesh], *, count: int = 100_000,
                  thresholds=(0.01,)) -> dict[Part, dict[str, float]]:
     """Per-part Chamfer / F-score between extracted and true parts, in units of the true height."""
-    from stdgen.eval.geometry import character_height, mesh_metrics
+    from stdgen.geometry.metrics import character_height, mesh_metrics
 
     height = character_height(true)
     out = {}
@@ -97,7 +97,7 @@ def layers_demo(character, *, resolution=128, config: LayerConfig | None = None,
 def write_demo(result: DemoResult, character, out_dir: str | Path, *, image_size: int = 384) -> list[Path]:
     """Write body/clothes/hair/character GLBs, layers.png and section.png into ``out_dir``
     (atomically: the folder appears complete or not at all)."""
-    from stdgen.export.glb import write_glb
+    from stdgen.io.glb import write_glb
     from stdgen.utils.io import atomic_dir, save_png
 
     out_dir = Path(out_dir)

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _render_demo(args: argparse.Namespace) -> int:
+    from stdgen.commands.render_demo import render_demo
     from stdgen.errors import StdgenError
-    from stdgen.render.demo import render_demo
 
     if not 16 <= args.resolution <= 4096:
         raise StdgenError(f"--resolution must be between 16 and 4096, got {args.resolution}")

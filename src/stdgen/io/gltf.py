@@ -8,7 +8,7 @@ raises :class:`~stdgen.errors.InputError` naming the file and the problem, never
 ``IndexError`` deep inside numpy, and never allocates more than the file's own size suggests.
 
 Everything here is format-level; what the data *means* (parts, humanoid bones, facing) is
-decided by :mod:`stdgen.data.vrm.importer` and :func:`stdgen.export.glb.read_glb`.
+decided by :mod:`stdgen.io.vrm` and :func:`stdgen.io.glb.read_glb`.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def _layers_demo(args: argparse.Namespace) -> int:
         raise StdgenError(f"--image-size must lie between 32 and 2048, got {args.image_size}")
     if args.seed < 0:
         raise StdgenError(f"--seed must be non-negative, got {args.seed}")
+    from stdgen.commands.layers_demo import layers_demo, write_demo
     from stdgen.data.procedural import make_character
-    from stdgen.geometry.demo import layers_demo, write_demo
     from stdgen.geometry.layers import LayerConfig
 
     res = args.res[0] if len(args.res) == 1 else tuple(args.res)

@@ -16,7 +16,10 @@ pose). :mod:`stdgen.export.vrm` builds VRM files on the same scene builder.
 
 ``read_glb`` returns ``{node name: Mesh}`` for the named nodes, each merging the meshes of the
 node and its descendants in world coordinates (skinned meshes are skinned with the joints'
-current transforms). Malformed files raise :class:`~stdgen.errors.InputError` naming the file.
+current transforms); :func:`read_parts` gives every part (``{Part: Mesh}``, labelled, a missing
+node an empty mesh), the one way from a character GLB to per-part meshes. Malformed files raise
+:class:`~stdgen.errors.InputError` naming the file. Reading goes through :mod:`stdgen.io.vrm`'s
+primitives (the same code that imports VRM files).
 """
 
 from __future__ import annotations
@@ -39,7 +42,17 @@ _DTYPE_COMPONENT = {np.dtype(np.int8): 5120, np.dtype(np.uint8): 5121, np.dtype(
                     np.dtype(np.uint16): 5123, np.dtype(np.uint32): 5125, np.dtype(np.float32): 5126}
 
 
-# -- colour spaces -----------------------------------------------------------------------------------
+def uniform_color(mesh: Mesh, tol: float = 1.0 / 512) -> np.ndarray | None:
+    """The (3,) sRGB colour of a vertex-coloured mesh whose vertices all share one colour (within
+    ``tol``), else None."""
+    if mesh.colors is None or mesh.num_vertices == 0:
+        return None
+    c = mesh.colors
+    if np.abs(c - c[0]).max() <= tol:
+        return c.mean(0).astype(np.float32)
+    return None
+
+
 # -- the builder -------------------------------------------------------------------------------------
 class GlbBuilder:
     """Accumulates the binary buffer, buffer views, accessors, images and materials of one GLB."""
@@ -181,8 +194,6 @@ class BuiltScene:
 
 def _material(b: GlbBuilder, mesh: Mesh, name: str, style: str, textured: bool) -> int:
     g = b.g
-    from stdgen.export.bake import uniform_color
-
     pbr = g.PbrMetallicRoughness(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=1.0)
     one_color = None if textured else uniform_color(mesh)
     if one_color is not None:  # one colour: the material's, not per vertex (every viewer shows it)
@@ -220,8 +231,6 @@ def _material(b: GlbBuilder, mesh: Mesh, name: str, style: str, textured: bool) 
 
 
 def _primitive(b: GlbBuilder, mesh: Mesh, material: int, rotation: np.ndarray, skinned: bool):
-    from stdgen.export.bake import uniform_color
-
     g = b.g
     src, faces, uvs = split_seams(mesh)
     textured = mesh.texture is not None and mesh.uvs is not None
@@ -383,13 +392,6 @@ def write_glb(parts: Mapping[str, Mesh] | object, path: str | os.PathLike, *, sk
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _plain_document(path, data=None):
-    from stdgen.data.vrm.gltf import load_glb
-    from stdgen.data.vrm.importer import VrmDocument
-
-    return VrmDocument(load_glb(path, data), "glTF", {}, {})
-
-
 def _named_ancestor(ni: int, parents: np.ndarray, wanted: dict[int, str]) -> str | None:
     j = ni
     while j >= 0:
@@ -400,7 +402,7 @@ def _named_ancestor(ni: int, parents: np.ndarray, wanted: dict[int, str]) -> str
 
 
 def _guard(path, fn):
-    from stdgen.data.vrm.gltf import MALFORMED_ERRORS
+    from stdgen.io.gltf import MALFORMED_ERRORS
 
     try:
         return fn()
@@ -414,15 +416,14 @@ def read_glb(path: str | os.PathLike, names: tuple[str, ...] = PART_NODES) -> di
     """Read the named nodes of a GLB: ``{name: Mesh}`` (world coordinates, skinned meshes as
     posed by their joints; a named node's descendants are merged into it). Names missing from
     the file are absent from the result."""
-    from stdgen.data.vrm.importer import VrmImportConfig, extract_primitives
+    from stdgen.io.vrm import extract_primitives, plain_document
 
-    doc = _plain_document(path)
+    doc = plain_document(path)
 
     def run():
         gltf = doc.gltf
         wanted = {i: n.name for i, n in enumerate(gltf.items("nodes")) if n.name in names}
-        config = VrmImportConfig(drop_transparent=False, weld=False)
-        prims, _ = extract_primitives(doc, config)
+        prims, _ = extract_primitives(doc, drop_transparent=False)
         parents = gltf.parents()
         pieces: dict[str, list[Mesh]] = {n: [] for n in wanted.values()}
         scene = set(gltf.scene_nodes())
@@ -440,6 +441,24 @@ def read_glb(path: str | os.PathLike, names: tuple[str, ...] = PART_NODES) -> di
     return _guard(doc.path, run)
 
 
+def read_parts(path: str | os.PathLike) -> dict[Part, Mesh]:
+    """Every part of a character GLB (nodes ``body``, ``clothes``, ``hair``): ``{Part: Mesh}`` in
+    part order, each labelled with its part and named by its key; a node the file lacks is an empty
+    mesh. Raises :class:`~stdgen.errors.InputError` naming the file if it is missing or malformed."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: missing")
+    nodes = read_glb(path)
+    return {p: nodes[p.key].replace(label=p, name=p.key) if p.key in nodes else empty_part(p) for p in PARTS}
+
+
+def empty_part(part: Part) -> Mesh:
+    """An empty mesh labelled ``part`` (a part a character does not have)."""
+    return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32), label=part, name=part.key)
+
+
 def _piece(p, skin_joints, skin_weights, name: str) -> Mesh:
     return Mesh(p.vertices, p.faces, normals=p.normals, colors=p.colors, uvs=p.uvs, uv_faces=p.uv_faces,
                 texture=p.texture, name=name, skin_joints=skin_joints, skin_weights=skin_weights)
@@ -452,14 +471,15 @@ def read_character_glb(path: str | os.PathLike, data: bytes | None = None):
     skeleton (joint nodes' names, hierarchy and bind positions), skin weights, and the pose the
     joint nodes hold. A GLB without a skin comes back with ``skeleton=None`` (its meshes as
     placed in the file)."""
-    from stdgen.data.vrm.importer import VrmImportConfig, extract_primitives
+    from stdgen.io.vrm import plain_document
 
-    doc = _plain_document(path, data)
-    return _guard(doc.path, lambda: _read_character(doc, VrmImportConfig, extract_primitives))
+    doc = plain_document(path, data)
+    return _guard(doc.path, lambda: _read_character(doc))
 
 
-def _read_character(doc, config_cls, extract_primitives):
-    from stdgen.data.vrm.gltf import as_int
+def _read_character(doc):
+    from stdgen.io.gltf import as_int
+    from stdgen.io.vrm import extract_primitives, skin_to_bones, weld_vertices
     from stdgen.structures.character import Character, Pose, Skeleton
 
     gltf = doc.gltf
@@ -517,9 +537,7 @@ def _read_character(doc, config_cls, extract_primitives):
                 a = int(parents[a])
             node_bone[ni] = pos[a] if a >= 0 else root
 
-    from stdgen.data.vrm.importer import _skin_to_bones, weld_vertices
-
-    prims, _ = extract_primitives(doc, config_cls(drop_transparent=False, weld=False), bind_pose=True)
+    prims, _ = extract_primitives(doc, drop_transparent=False, bind_pose=True)
     pieces: dict[str, list[Mesh]] = {k: [] for k in PART_NODES}
     for p in prims:
         owner = _named_ancestor(p.info["node_index"], parents, wanted)
@@ -527,7 +545,7 @@ def _read_character(doc, config_cls, extract_primitives):
             continue
         sj = sw = None
         if skeleton is not None:
-            sj, sw = _skin_to_bones(p.influence_nodes, p.influence_weights, node_bone)
+            sj, sw = skin_to_bones(p.influence_nodes, p.influence_weights, node_bone)
         pieces[owner].append(weld_vertices(_piece(p, sj, sw, p.names.get("material") or owner)))
     for key in PART_NODES:
         for m in pieces[key]:
