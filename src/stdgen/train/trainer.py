@@ -330,7 +330,16 @@ class Trainer:
                 self.ema.load_state_dict(ckpt["ema"])
         self.opt = self._build_optimizer()
         if ckpt is not None:
-            self.opt.load_state_dict(ckpt["optimizer"])
+            # The optimiser's moments come from the checkpoint, its settings (lr, betas, decay) from the
+            # config: a --set on resume (a lower lr, say) takes effect instead of being loaded over.
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
+            try:
+                self.opt.load_state_dict(ckpt["optimizer"])
+            except ValueError as exc:
+                raise StdgenError(f"{self.ckpt_path}: optimiser state does not match the parameter groups: "
+                                  f"{exc}") from None
+            for g, f in zip(self.opt.param_groups, fresh):
+                g.update(f)
         self.wrapped = self._wrap()
 
         # Per-rank RNG for the losses' own randomness (noise, timesteps): restored exactly on resume with
