@@ -135,7 +135,7 @@ def _read_json(path: Path) -> dict:
 
 def _write_json(path: Path, data: dict) -> None:
     with atomic_write(path, "w") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
+        f.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 class _Dist:
@@ -145,7 +145,13 @@ class _Dist:
         self.rank, self.world, self.local_rank = dist_env()
         self.owned = False
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+            if device_type == "cuda":
+                # Bind the rank to its GPU before NCCL starts, so collectives never guess the device.
+                gpu = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(gpu)
+                dist.init_process_group("nccl", device_id=gpu)
+            else:
+                dist.init_process_group("gloo")
             self.owned = True
         if self.world > 1:
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
