@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 
@@ -44,8 +45,9 @@ def test_smoke_two_steps_through_everything(tmp_path):
               callback=records.append)
     assert s["step"] == 2 and s["stopped"] == "steps" and s["samples_seen"] == 8
     assert [r["step"] for r in records] == [1, 2]
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "export", "log.jsonl", "run.json", "tb"]
-    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    assert {"checkpoint.pt", "export", "log.jsonl", "run.json"} <= {p.name for p in run.iterdir()}
+    if importlib.util.find_spec("tensorboard") is not None:  # a test extra; the trainer runs without it
+        assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 2] and set(log[2]["validation"]) == {"mse", "psnr"}
     assert set(log[0]) == {"step", "stage", "loss", "terms", "lr", "grad_norm", "samples_per_s", "elapsed_s"}
