@@ -552,7 +552,10 @@ class Trainer:
         counts: dict[str, int] = {}
         gnorm, n_gn = None, 0
         since, steps_since = time.monotonic(), 0
-        step_seconds, save_seconds = 0.0, 0.0
+        # Time the closing checkpoint + export will take, reserved inside the time box: a guess from the
+        # state's size (weights, two AdamW moments, EMA, the export) until a periodic checkpoint is timed.
+        state_bytes = sum(p.numel() * 4 for p in self.model.parameters())
+        step_seconds, save_seconds = 0.0, 1.0 + 5 * state_bytes / 200e6
         last_record: dict | None = None
         stopped = "steps"
         batch = None
@@ -605,7 +608,7 @@ class Trainer:
                     stopped = "time"
                     break
                 if ckpt:
-                    save_seconds = self._save_checkpoint()
+                    save_seconds = 1.5 * self._save_checkpoint()  # + the export, a fraction of it
                     checked_at = time.monotonic()
 
         if steps_since:  # the last log step was before a time-box stop: log the rest
