@@ -25,24 +25,27 @@ class EMA:
 
     def sync_keys(self, model: nn.Module) -> None:
         """Track the model's current floating parameters: start new ones (e.g. LoRA added at a stage
-        change) from their current value, drop ones that are gone."""
+        change) from their current value, drop ones that are gone. Call it after changing which
+        parameters train (the trainer does, after every stage change)."""
         params = dict(model.named_parameters())
         self.shadow = {k: v for k, v in self.shadow.items() if k in params}
         for name, p in params.items():
             if p.is_floating_point() and name not in self.shadow:
                 self.shadow[name] = p.detach().float().clone()
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        params = dict(model.named_parameters())
-        shadows, values = [], []
-        for name, s in self.shadow.items():
-            p = params[name]
-            if p.requires_grad:  # frozen weights do not move: their average is the weight itself
-                shadows.append(s)
-                values.append(p.detach() if p.dtype == torch.float32 else p.detach().float())
+        if self._pairs is None:  # built once per stage: the step itself does no Python work per tensor
+            params = dict(model.named_parameters())
+            # Frozen weights do not move: their average is the weight itself.
+            names = [k for k in self.shadow if params[k].requires_grad]
+            self._pairs = ([self.shadow[k] for k in names], [params[k] for k in names])
+        shadows, values = self._pairs
         if shadows:
+            if any(v.dtype != torch.float32 for v in values):
+                values = [v.float() for v in values]
             torch._foreach_lerp_(shadows, values, 1.0 - d)
 
     def state_dict(self) -> dict:
@@ -55,6 +58,7 @@ class EMA:
             raise KeyError(f"EMA state does not match the model: missing {missing[:8]}, unexpected {unexpected[:8]}")
         for k, v in state["shadow"].items():
             self.shadow[k].copy_(v)
+        self._pairs = None
 
     @contextlib.contextmanager
     def swapped(self, model: nn.Module) -> Iterator[nn.Module]:

@@ -135,7 +135,7 @@ def _read_json(path: Path) -> dict:
 
 def _write_json(path: Path, data: dict) -> None:
     with atomic_write(path, "w") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
+        f.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 class _Dist:
@@ -145,7 +145,13 @@ class _Dist:
         self.rank, self.world, self.local_rank = dist_env()
         self.owned = False
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+            if device_type == "cuda":
+                # Bind the rank to its GPU before NCCL starts, so collectives never guess the device.
+                gpu = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(gpu)
+                dist.init_process_group("nccl", device_id=gpu)
+            else:
+                dist.init_process_group("gloo")
             self.owned = True
         if self.world > 1:
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -330,7 +336,16 @@ class Trainer:
                 self.ema.load_state_dict(ckpt["ema"])
         self.opt = self._build_optimizer()
         if ckpt is not None:
-            self.opt.load_state_dict(ckpt["optimizer"])
+            # The optimiser's moments come from the checkpoint, its settings (lr, betas, decay) from the
+            # config: a --set on resume (a lower lr, say) takes effect instead of being loaded over.
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
+            try:
+                self.opt.load_state_dict(ckpt["optimizer"])
+            except ValueError as exc:
+                raise StdgenError(f"{self.ckpt_path}: optimiser state does not match the parameter groups: "
+                                  f"{exc}") from None
+            for g, f in zip(self.opt.param_groups, fresh):
+                g.update(f)
         self.wrapped = self._wrap()
 
         # Per-rank RNG for the losses' own randomness (noise, timesteps): restored exactly on resume with
@@ -545,7 +560,10 @@ class Trainer:
         counts: dict[str, int] = {}
         gnorm, n_gn = None, 0
         since, steps_since = time.monotonic(), 0
-        step_seconds, save_seconds = 0.0, 0.0
+        # Time the closing checkpoint + export will take, reserved inside the time box: a guess from the
+        # state's size (weights, two AdamW moments, EMA, the export) until a periodic checkpoint is timed.
+        state_bytes = sum(p.numel() * 4 for p in self.model.parameters())
+        step_seconds, save_seconds = 0.0, 1.0 + 5 * state_bytes / 200e6
         last_record: dict | None = None
         stopped = "steps"
         batch = None
@@ -598,7 +616,7 @@ class Trainer:
                     stopped = "time"
                     break
                 if ckpt:
-                    save_seconds = self._save_checkpoint()
+                    save_seconds = 1.5 * self._save_checkpoint()  # + the export, a fraction of it
                     checked_at = time.monotonic()
 
         if steps_since:  # the last log step was before a time-box stop: log the rest
