@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stdgen.eval.cli",
     "stdgen.export.cli",
     "stdgen.commands.layers_demo_cli",
+    "stdgen.commands.reconstruct_cli",
     "stdgen.refine.cli",
     "stdgen.train.cli",
 )

@@ -90,6 +90,24 @@ def test_ortho_lift_puts_front_pixels_on_the_xy_plane():
     assert torch.allclose(yz[1], pts[2, :, 1], atol=1e-5)  # NDC y = world y for the side views too
 
 
+def test_ortho_lift_in_a_framed_normalised_frame():
+    """Views framing a character (centre c, half-size h != 1), moved to the normalised frame as the
+    training task does: the lift is the same as for the unit framing (regression: the scaled view
+    matrices once hid every view from the lift when h < 1)."""
+    res = 8
+    ndc = pixel_ndc(res, res).permute(2, 0, 1)
+    feats = torch.cat([ndc, torch.ones(1, res, res)])[None, None].repeat(1, 6, 1, 1, 1)
+    unit = generation_views()
+    ref = ortho_lift(feats, (unit.proj @ unit.world_to_cam)[None], unit.world_to_cam[None], res)
+    for half in (0.67, 1.4):
+        center = torch.tensor([0.1, 0.9, -0.05])
+        cams = generation_views(center=center.tolist(), half_size=half)
+        w2c = cams.world_to_cam @ normalizing_transform(center, torch.tensor(half))
+        out = ortho_lift(feats, (cams.proj @ w2c)[None], w2c[None], res)
+        assert torch.allclose(out, ref, atol=1e-5)
+        assert out[0, 0].abs().sum() > 0
+
+
 def test_volsdf_density():
     m = tiny()
     sdf = torch.tensor([-1.0, -1e-3, 0.0, 1e-3, 1.0])

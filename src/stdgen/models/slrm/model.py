@@ -323,7 +323,10 @@ def ortho_lift(features: torch.Tensor, full_proj: torch.Tensor, world_to_cam: to
     sampled = F.grid_sample(features.reshape(b * v, c, h, w), grid.reshape(b * v, 1, -1, 2).to(features.dtype),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
     sampled = sampled.reshape(b, v, c, 3, res, res)
-    axis = -world_to_cam[..., 2, :3]  # (B, V, 3) viewing directions (camera looks down -Z)
+    # Viewing directions (the camera looks down -Z), normalised: a normalised-frame view matrix
+    # carries the framing's scale in its rotation rows.
+    axis = -world_to_cam[..., 2, :3]
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     normals = torch.eye(3, device=axis.device, dtype=axis.dtype)[[2, 1, 0]]  # XY->z, XZ->y, YZ->x
     aligned = ((axis @ normals.T).abs() > 0.99).to(features.dtype)  # (B, V, 3)
     weight = aligned / aligned.sum(1, keepdim=True).clamp_min(1)
