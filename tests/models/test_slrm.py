@@ -29,11 +29,15 @@ def inputs(model: SLRM, b: int = 2):
 def test_shapes_and_determinism(lift, in_channels):
     m = tiny(lift=lift, in_channels=in_channels)
     x, w2c, proj = inputs(m)
-    planes = m(x, w2c, proj)
+    planes = m.encode(x, w2c, proj)
     c = m.config
     assert planes.shape == (2, 3, c.triplane_channels, c.triplane_res, c.triplane_res)
-    assert torch.equal(planes, m(x, w2c, proj))
-    out = m.query(planes, torch.rand(2, 50, 3) * 2 - 1)
+    assert torch.equal(planes, m.encode(x, w2c, proj))
+    pts = torch.rand(2, 50, 3) * 2 - 1
+    out = m.query(planes, pts)
+    full = m(x, w2c, proj, points=pts)
+    assert torch.equal(full.planes, planes) and torch.equal(full.field.sdf, out.sdf)
+    assert torch.equal(out.sigma, m.density(out.sdf))
     assert out.sdf.shape == (2, 50) and out.rgb.shape == (2, 50, 3) and out.logits.shape == (2, 50, 3)
     assert out.rgb.min() >= 0 and out.rgb.max() <= 1
 
@@ -41,7 +45,7 @@ def test_shapes_and_determinism(lift, in_channels):
 def test_vit_encoder_forward():
     m = tiny(encoder="vit", patch_size=8, encoder_depth=1, encoder_channels=(4, 8, 8, 16), lift="none")
     x, w2c, proj = inputs(m, 1)
-    assert m(x, w2c, proj).shape[:2] == (1, 3)
+    assert m.encode(x, w2c, proj).shape[:2] == (1, 3)
 
 
 def test_config_validation_names_the_field():
@@ -54,18 +58,18 @@ def test_config_validation_names_the_field():
 def test_lora_starts_as_no_change_and_merges_exactly():
     m = tiny()
     x, w2c, proj = inputs(m)
-    before = m(x, w2c, proj)
+    before = m.encode(x, w2c, proj)
     m.add_lora(4)
     assert m.config.lora_rank == 4 and len(m.lora_parameters()) == 4 * 2 * 2  # 4 projections x (A, B) x 2 attns
-    assert torch.allclose(m(x, w2c, proj), before, atol=1e-6)
+    assert torch.allclose(m.encode(x, w2c, proj), before, atol=1e-6)
     with torch.no_grad():
         for p in m.lora_parameters():
             p.normal_(0, 0.1)
-    adapted = m(x, w2c, proj)
+    adapted = m.encode(x, w2c, proj)
     assert not torch.allclose(adapted, before, atol=1e-4)
     merged = m.merged()
     assert merged.config.lora_rank == 0
-    assert torch.allclose(merged(x, w2c, proj), adapted, atol=1e-5)
+    assert torch.allclose(merged.encode(x, w2c, proj), adapted, atol=1e-5)
     with pytest.raises(ValueError):
         m.add_lora(4)
 
@@ -154,7 +158,7 @@ def test_reconstruct_extracts_an_analytic_field(monkeypatch):
     def query(planes, points):
         r = points.norm(dim=-1)
         logits = torch.stack([(0.3 - r) * 50, torch.zeros_like(r), (points[..., 1] - 0.35) * 50], -1)
-        return FieldOutput(r - 0.5, torch.full((*r.shape, 3), 0.25), logits)
+        return FieldOutput(r - 0.5, m.density(r - 0.5), torch.full((*r.shape, 3), 0.25), logits)
 
     monkeypatch.setattr(m, "query", query)
     x, w2c, proj = inputs(m, 1)

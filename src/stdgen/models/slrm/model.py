@@ -37,7 +37,7 @@ from stdgen.models.modeling import ModelConfig, ModelMixin
 from stdgen.structures.semantics import NUM_PARTS
 from stdgen.utils.checks import check_tensor
 
-__all__ = ["LORA_TARGETS", "FieldOutput", "SLRM", "SLRMConfig", "ortho_lift"]
+__all__ = ["LORA_TARGETS", "SLRM", "FieldOutput", "SLRMConfig", "SLRMOutput", "ortho_lift"]
 
 #: Module names LoRA adapts (every linear layer of the self- and cross-attention blocks).
 LORA_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out")
@@ -144,12 +144,21 @@ class SLRMConfig(ModelConfig):
 
 @dataclass
 class FieldOutput:
-    """The field at points ``(B, N)``: ``sdf`` (B, N) negative inside, ``rgb`` (B, N, 3) in [0, 1],
-    ``logits`` (B, N, K) class logits."""
+    """The field at points ``(B, N)``: ``sdf`` (B, N) negative inside, ``sigma`` (B, N) the VolSDF
+    density, ``rgb`` (B, N, 3) in [0, 1], ``logits`` (B, N, K) class logits."""
 
     sdf: torch.Tensor
+    sigma: torch.Tensor
     rgb: torch.Tensor
     logits: torch.Tensor
+
+
+@dataclass
+class SLRMOutput:
+    """``planes`` (B, 3, Ct, R, R); ``field`` at the points given to ``forward`` (None without)."""
+
+    planes: torch.Tensor
+    field: FieldOutput | None = None
 
 
 # --- building blocks ------------------------------------------------------------------------------
@@ -433,7 +442,15 @@ class SLRM(ModelMixin, nn.Module):
     def beta(self) -> torch.Tensor:
         return self.log_beta.exp().clamp_min(self.config.beta_min)
 
-    def forward(self, images: torch.Tensor, world_to_cam: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, world_to_cam: torch.Tensor, proj: torch.Tensor,
+                points: torch.Tensor | None = None) -> SLRMOutput:
+        """Images -> triplane (:meth:`encode`), and the field at ``points`` ``(B, N, 3)`` (normalised
+        frame) when given (:meth:`query`). Training goes through here (under DDP only ``forward``'s
+        computation has its gradients averaged)."""
+        planes = self.encode(images, world_to_cam, proj)
+        return SLRMOutput(planes, None if points is None else self.query(planes, points))
+
+    def encode(self, images: torch.Tensor, world_to_cam: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
         """Images -> triplane.
 
         Args:
@@ -481,7 +498,7 @@ class SLRM(ModelMixin, nn.Module):
         sdf = self.sdf_decoder(feat)[..., 0]
         if self.config.sphere_prior > 0:
             sdf = sdf + (points.norm(dim=-1) - self.config.sphere_prior).to(sdf.dtype)
-        return FieldOutput(sdf, torch.sigmoid(self.rgb_decoder(feat)), self.sem_decoder(feat))
+        return FieldOutput(sdf, self.density(sdf.float()), torch.sigmoid(self.rgb_decoder(feat)), self.sem_decoder(feat))
 
     def density(self, sdf: torch.Tensor) -> torch.Tensor:
         """VolSDF density ``(...)`` from signed distances ``(...)``: ``alpha * Psi_beta(-sdf)``,

@@ -125,7 +125,7 @@ def reconstruct(model: SLRM, views: torch.Tensor, world_to_cam: torch.Tensor, pr
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     dtype = next(model.parameters()).dtype
-    planes = model(views[None].to(dtype), world_to_cam.to(dev), proj.to(dev))
+    planes = model.encode(views[None].to(dtype), world_to_cam.to(dev), proj.to(dev))
     sync()
     seconds["forward"] = time.perf_counter() - t0
     t0 = time.perf_counter()

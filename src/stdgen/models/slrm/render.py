@@ -14,9 +14,10 @@ import torch
 
 from stdgen.geometry.rays import box_intersection
 from stdgen.geometry.volume import composite
+from stdgen.models.slrm.model import FieldOutput
 from stdgen.structures.semantics import LAYER_SETS
 
-__all__ = ["RenderedRays", "render_layers", "sample_depths"]
+__all__ = ["RenderedRays", "composite_layers", "ray_points", "render_layers", "sample_depths"]
 
 
 @dataclass
@@ -61,16 +62,13 @@ def sample_depths(origins: torch.Tensor, directions: torch.Tensor, num_uniform: 
     return t.sort(-1).values, valid
 
 
-def render_layers(model, planes: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor, t: torch.Tensor,
-                  layer_sets: Sequence[str], *, background: float = 1.0, semantics: bool = True
-                  ) -> dict[str, RenderedRays]:
-    """Render rays ``(B, R)`` at depths ``t`` ``(B, R, N)`` through the field of ``planes`` for each
-    named layer set (keys of :data:`~stdgen.structures.semantics.LAYER_SETS`)."""
+def composite_layers(field: FieldOutput, t: torch.Tensor, layer_sets: Sequence[str], *, background: float = 1.0,
+                     semantics: bool = True) -> dict[str, RenderedRays]:
+    """Composite the field at the samples of rays ``(B, R)`` at depths ``t`` ``(B, R, N)`` (``field``
+    evaluated at those points, flattened to ``(B, R * N)``) for each named layer set (keys of
+    :data:`~stdgen.structures.semantics.LAYER_SETS`)."""
     b, r, n = t.shape
-    pts = origins[..., None, :] + t[..., None] * directions[..., None, :]
-    field = model.query(planes, pts.reshape(b, r * n, 3))
-    sdf = field.sdf.float().reshape(b, r, n)
-    sigma = model.density(sdf)
+    sigma = field.sigma.float().reshape(b, r, n)
     rgb = field.rgb.float().reshape(b, r, n, 3)
     logits = field.logits.float().reshape(b, r, n, -1) if semantics else None
     out = {}
@@ -81,3 +79,19 @@ def render_layers(model, planes: torch.Tensor, origins: torch.Tensor, directions
         color = bundle.color + background * (1 - bundle.opacity[..., None])
         out[name] = RenderedRays(color, bundle.opacity, depth, bundle.semantics)
     return out
+
+
+def ray_points(origins: torch.Tensor, directions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``(B, R * N, 3)`` sample points of rays ``(B, R, 3)`` at depths ``(B, R, N)``."""
+    b, r, n = t.shape
+    return (origins[..., None, :] + t[..., None] * directions[..., None, :]).reshape(b, r * n, 3)
+
+
+def render_layers(model, planes: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor, t: torch.Tensor,
+                  layer_sets: Sequence[str], *, background: float = 1.0, semantics: bool = True
+                  ) -> dict[str, RenderedRays]:
+    """Render rays ``(B, R)`` at depths ``t`` ``(B, R, N)`` through the field of ``planes`` for each
+    named layer set (for looking and validating; training calls the model's ``forward`` with the
+    points and :func:`composite_layers`)."""
+    field = model.query(planes, ray_points(origins, directions, t))
+    return composite_layers(field, t, layer_sets, background=background, semantics=semantics)

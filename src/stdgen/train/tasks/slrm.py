@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from stdgen.geometry.rays import camera_rays, normalizing_transform, pixel_ndc
 from stdgen.models.slrm.model import SLRM, SLRMConfig
-from stdgen.models.slrm.render import render_layers, sample_depths
+from stdgen.models.slrm.render import composite_layers, ray_points, render_layers, sample_depths
 from stdgen.structures.semantics import LAYER_SETS
 from stdgen.train.config import Preset, TrainConfig
 from stdgen.train.task import Task
@@ -314,7 +314,6 @@ class SLRMTask(Task):
         dev = batch["rgb"].device
         gen = generator
         images, w2c, proj = self.inputs(batch, generator=gen)
-        planes = model(images, w2c, proj)
         total_views = batch["rgb"].shape[2]
         pick = torch.randperm(total_views, generator=gen)[: p.target_views].tolist()
         off = torch.randint(0, p.ray_stride, (2,), generator=gen).tolist()
@@ -339,8 +338,10 @@ class SLRMTask(Task):
         t, valid = sample_depths(o.reshape(b, -1, 3), d.reshape(b, -1, 3), p.num_uniform,
                                  guides=guides.reshape(b, -1, 2), num_guided=p.num_guided, spread=p.guide_spread,
                                  generator=gen)
-        rendered = render_layers(model, planes, o.reshape(b, -1, 3), d.reshape(b, -1, 3), t, sets,
-                                 semantics=stage >= 1)
+        # Rays and samples first, then one forward (encoder + field at the samples): under DDP the
+        # whole computation goes through the wrapper's forward.
+        out = model(images, w2c, proj, points=ray_points(o.reshape(b, -1, 3), d.reshape(b, -1, 3), t))
+        rendered = composite_layers(out.field, t, sets, semantics=stage >= 1)
         lw = p.loss
         out: dict[str, torch.Tensor] = {}
         for name in sets:
@@ -397,7 +398,7 @@ class SLRMTask(Task):
         n = min(2, images.shape[0])
         sub = {k: (v[:n] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == images.shape[0] else v)
                for k, v in batch.items()}
-        planes = model(images[:n], w2c[:n], proj[:n])
+        planes = model.encode(images[:n], w2c[:n], proj[:n])
         views = [0, 2, 3] + ([8] if sub["rgb"].shape[2] > 8 else [])
         res = self.preset.resolution
         r = self.render_views(model, planes, sub, views, res)
@@ -424,7 +425,7 @@ class SLRMTask(Task):
         with torch.autocast(torch.device(device).type, enabled=False):  # the renderer runs in float32
             batch = next(iter(RenderStream(cfg)))
         images, w2c, proj = self.inputs(batch, degrade=False)
-        planes = model(images, w2c, proj)
+        planes = model.encode(images, w2c, proj)
         res = min(64, p.resolution)
         views = list(range(8))
         r = self.render_views(model, planes, batch, views, res, sets=("full", "body"))
