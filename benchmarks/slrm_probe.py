@@ -66,12 +66,12 @@ def main() -> None:
                 t_step += c - b
             n += 1
             if n % 20 == 0:
-                print(f"  step {n}: loss {float(loss):.4f} " + " ".join(f"{k}={float(v):.4f}" for k, v in losses.items()),
-                      flush=True)
+                terms = " ".join(f"{k}={float(v):.4f}" for k, v in losses.items())
+                print(f"  step {n}: loss {float(loss):.4f} {terms}", flush=True)
         m = max(1, n - 2)
+        peak = torch.cuda.max_memory_allocated() / 2**30
         print(f"bs {bs}: {n} steps, data wait {t_data / m * 1e3:.0f} ms, step {t_step / m * 1e3:.0f} ms, "
-              f"{bs * m / (t_data + t_step):.1f} characters/s, peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB",
-              flush=True)
+              f"{bs * m / (t_data + t_step):.1f} characters/s, peak {peak:.1f} GiB", flush=True)
         del it
 
 

@@ -84,7 +84,8 @@ def read_view_folder(folder: Path, size: int) -> ViewSet:
 
     imgs = []
     for name in GEN_NAMES:
-        hits = [p for p in folder.iterdir() if p.stem == name and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
+        hits = [p for p in folder.iterdir()
+                if p.stem == name and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
         if not hits:
             raise StdgenError(f"{folder}: no picture named {name}.png (need the six views {', '.join(GEN_NAMES)})")
         try:
@@ -200,7 +201,8 @@ def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", gri
         with torch.inference_mode():
             out = reconstruct_views(model, views, device=device, config=config)
         ch = out.character
-        parts = {"body": ch.body, "clothes": ch.clothes[0] if ch.clothes else None, "hair": ch.hair[0] if ch.hair else None}
+        parts = {"body": ch.body, "clothes": ch.clothes[0] if ch.clothes else None,
+                 "hair": ch.hair[0] if ch.hair else None}
         report = {"input": str(src), "weights": str(wdir), "grid": grid, "device": str(device),
                   "faces": {n: int(len(m.faces)) if m is not None else 0 for n, m in parts.items()},
                   "seconds": {"read": round(t_read, 3), **{n: round(v, 3) for n, v in out.seconds.items()}}}

@@ -284,9 +284,9 @@ class RenderStream(IterableDataset):
     unit world normals (0 off the coverage); ``depth`` (B, L, V, 1, H, W) camera-space metres (0
     off); ``sem`` (B, L, V, H, W) uint8 ``Part`` values (255 background); ``world_to_cam`` and
     ``proj`` (B, V, 4, 4); ``center`` (B, 3) and ``half_size`` (B,) the framing of the orthographic
-    views (world point = center + half_size * normalised point); ``light_dir`` (B, 3); ``seed`` and ``variant`` (B,) int64 (variant 0: a
-    fresh character; pool variants are numbered from 1); ``layers``
-    the layer-set names of axis L; ``view_names`` the V view names. Only the requested maps are
+    views (world point = center + half_size * normalised point); ``light_dir`` (B, 3); ``seed``
+    and ``variant`` (B,) int64 (variant 0: a fresh character; pool variants are numbered from 1);
+    ``layers`` the layer-set names of axis L; ``view_names`` the V view names. Only the requested maps are
     present; all tensors are on the render device. A last partial batch is yielded too.
     """
 

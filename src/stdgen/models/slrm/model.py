@@ -127,7 +127,8 @@ class SLRMConfig(ModelConfig):
     def paper(cls, **kw) -> SLRMConfig:
         """The paper's (InstantMesh-large-like) sizes: ViT-B encoder at 320 px... here 256 px (a multiple
         of 16), a 1024-wide 16-block transformer on 32^2 tokens per plane, 64^2 x 80 planes, LoRA 128."""
-        base = dict(image_size=256, encoder="vit", patch_size=16, encoder_depth=12, encoder_channels=(64, 128, 256, 768),
+        base = dict(image_size=256, encoder="vit", patch_size=16, encoder_depth=12,
+                    encoder_channels=(64, 128, 256, 768),
                     dim=1024, depth=16, heads=16, token_res=32, triplane_res=64, triplane_channels=80, lift="none",
                     decoder_hidden=64, decoder_layers=3)
         base.update(kw)
@@ -498,7 +499,8 @@ class SLRM(ModelMixin, nn.Module):
         sdf = self.sdf_decoder(feat)[..., 0]
         if self.config.sphere_prior > 0:
             sdf = sdf + (points.norm(dim=-1) - self.config.sphere_prior).to(sdf.dtype)
-        return FieldOutput(sdf, self.density(sdf.float()), torch.sigmoid(self.rgb_decoder(feat)), self.sem_decoder(feat))
+        rgb = torch.sigmoid(self.rgb_decoder(feat))
+        return FieldOutput(sdf, self.density(sdf.float()), rgb, self.sem_decoder(feat))
 
     def density(self, sdf: torch.Tensor) -> torch.Tensor:
         """VolSDF density ``(...)`` from signed distances ``(...)``: ``alpha * Psi_beta(-sdf)``,
