@@ -50,7 +50,7 @@ def test_losses_through_the_stages(stream_batch):
     model = task.build_model()
     g = torch.Generator().manual_seed(0)
     l0 = task.losses(model, batch, 0, generator=g)
-    assert set(l0) == {"mse", "ssim", "mask", "depth"}
+    assert set(l0) == {"mse", "ssim", "mask", "depth", "eikonal"}
     task.on_stage_change(model, 1)
     assert model.config.lora_rank == task.preset.lora_rank
     groups = task.param_groups(model, task.preset.stage1_step)

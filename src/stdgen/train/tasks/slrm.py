@@ -51,13 +51,15 @@ GEN_IN_EVAL: tuple[int, ...] = (6, 7, 0, 1, 2, 4)
 
 @dataclass
 class SLRMLossWeights:
-    """Weights of the loss terms (the paper's for mse / ssim (LPIPS) / mask / sem)."""
+    """Weights of the loss terms (the paper's for mse / ssim (LPIPS) / mask / sem; ``depth`` and
+    ``eikonal`` (VolSDF's weight) are ours)."""
 
     mse: float = 1.0
     ssim: float = 2.0
     mask: float = 1.0
     sem: float = 1.0
     depth: float = 0.5
+    eikonal: float = 0.1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -80,6 +82,7 @@ class SLRMPreset(Preset):
         ray_stride: rays on every ``ray_stride``-th pixel (random offset per step).
         num_uniform, num_guided, guide_spread: samples per ray (see
             :func:`stdgen.models.slrm.render.sample_depths`).
+        eikonal_points: samples per character where the SDF's gradient is pushed to unit length.
         stage1_step, stage2_step: first step of stages 1 and 2.
         lora_rank: LoRA rank from stage 1 on (the paper: 128); base_lr_scale: learning-rate factor
             of the base weights from stage 1 on (0: frozen, as in the paper).
@@ -100,6 +103,7 @@ class SLRMPreset(Preset):
     num_uniform: int = 48
     num_guided: int = 16
     guide_spread: float = 0.03
+    eikonal_points: int = 4096
     stage1_step: int = 6000
     stage2_step: int = 8000
     lora_rank: int = 32
@@ -119,7 +123,8 @@ class SLRMPreset(Preset):
             "target_views": 1 <= self.target_views <= 8 + self.random_views,
             "ray_stride": self.ray_stride >= 1 and self.resolution % self.ray_stride == 0,
             "num_uniform": self.num_uniform >= 2, "num_guided": self.num_guided >= 0,
-            "guide_spread": self.guide_spread > 0, "stage1_step": self.stage1_step >= 0,
+            "guide_spread": self.guide_spread > 0, "eikonal_points": self.eikonal_points >= 0,
+            "stage1_step": self.stage1_step >= 0,
             "stage2_step": self.stage2_step >= self.stage1_step, "lora_rank": self.lora_rank >= 1,
             "base_lr_scale": self.base_lr_scale >= 0, "degrade": 0 <= self.degrade <= 1,
             "workers": self.workers >= 0, "pool_size": self.pool_size >= 0, "val_seeds": self.val_seeds >= 0,
@@ -139,7 +144,8 @@ def tiny() -> SLRMPreset:
     return SLRMPreset(model=SLRMConfig.tiny(), train=TrainConfig(lr=1e-3, warmup_steps=1, max_steps=10, ema_decay=0.9,
                                                                  bf16=False),
                       batch_size=1, resolution=32, random_views=1, target_views=2, ray_stride=4, num_uniform=8,
-                      num_guided=2, stage1_step=2, stage2_step=3, lora_rank=2, workers=0, pool_size=0, val_seeds=1)
+                      num_guided=2, eikonal_points=16, stage1_step=2, stage2_step=3, lora_rank=2, workers=0,
+                      pool_size=0, val_seeds=1)
 
 
 def small() -> SLRMPreset:
@@ -214,6 +220,14 @@ def degrade_views(images: torch.Tensor, probability: float, generator: torch.Gen
     noise = torch.randn(rgb.shape, device=dev, dtype=dt, generator=generator) * 0.015 * on[:, None, None, None]
     x = torch.cat([rgb + noise, x[:, 3:]], 1).clamp(0, 1)
     return x.reshape(b, v, c, h, w)
+
+
+def _slice_field(field, start: int, stop: int):
+    """The field's outputs for points ``start:stop`` (of ``(B, N)``)."""
+    from stdgen.models.slrm.model import FieldOutput
+
+    return FieldOutput(field.sdf[:, start:stop], field.sigma[:, start:stop], field.rgb[:, start:stop],
+                       field.logits[:, start:stop])
 
 
 # --- the task -------------------------------------------------------------------------------------
@@ -340,10 +354,25 @@ class SLRMTask(Task):
                                  generator=gen)
         # Rays and samples first, then one forward (encoder + field at the samples): under DDP the
         # whole computation goes through the wrapper's forward.
-        out = model(images, w2c, proj, points=ray_points(o.reshape(b, -1, 3), d.reshape(b, -1, 3), t))
-        rendered = composite_layers(out.field, t, sets, semantics=stage >= 1)
+        pts = ray_points(o.reshape(b, -1, 3), d.reshape(b, -1, 3), t)
         lw = p.loss
+        n_eik = min(p.eikonal_points, pts.shape[1]) if lw.eikonal else 0
+        if n_eik:
+            # Central differences of the SDF at a random subset of the samples (grid_sample has no
+            # double backward, so no autograd gradient): six more points each.
+            pick_e = torch.randint(0, pts.shape[1], (b, n_eik), generator=gen).to(pts.device)
+            base = pts.gather(1, pick_e[..., None].expand(b, n_eik, 3))
+            fd = 1.0 / p.model.triplane_res  # half a texel
+            offs = torch.cat([torch.eye(3), -torch.eye(3)]).to(pts) * fd  # (6, 3)
+            pts = torch.cat([pts, (base[:, :, None] + offs).reshape(b, -1, 3)], 1)
+        field = model(images, w2c, proj, points=pts).field
+        n_ray = t.shape[1] * t.shape[2]
+        rendered = composite_layers(_slice_field(field, 0, n_ray), t, sets, semantics=stage >= 1)
         out: dict[str, torch.Tensor] = {}
+        if n_eik:
+            f = field.sdf[:, n_ray:].float().reshape(b, n_eik, 6)
+            grad = (f[..., :3] - f[..., 3:]) / (2 * fd)
+            out["eikonal"] = lw.eikonal * ((grad.norm(dim=-1) - 1) ** 2).mean()
         for name in sets:
             li = layer_names.index(name)
             r = rendered[name]
