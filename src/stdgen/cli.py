@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stdgen.export.cli",
     "stdgen.geometry.cli",
     "stdgen.refine.cli",
+    "stdgen.models.mvdiffusion.cli",
 )
 
 

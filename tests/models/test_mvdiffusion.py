@@ -95,6 +95,15 @@ from stdgen.models.mvdiffusion import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: thread start-up and contention on a shared 2-core machine cost more than the maths."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _grid(seed: int = 0, shape=(2, 2, 3, 4, 5, 16)) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 

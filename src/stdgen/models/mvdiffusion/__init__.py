@@ -8,19 +8,26 @@ Pixel-space flow matching (:mod:`stdgen.models.diffusion.flow`) on a U-Net with 
 transformer blocks: row-wise attention across views (Era3D), cross-domain attention between a
 view's RGB and normal images, cross-attention to tokens of a condition encoder trained with it, and
 the condition's pixels concatenated to every view's input.
+
+Attributes load lazily (``stdgen --help`` registers this package's CLI without importing torch).
 """
 
-from stdgen.models.mvdiffusion.config import (
-    DOMAINS,
-    FRONT_VIEW,
-    VIEW_AZIMUTHS,
-    MultiViewDiffusionConfig,
-    paper_config,
-    small_config,
-    tiny_config,
-)
-from stdgen.models.mvdiffusion.model import MultiViewDiffusion, MultiViewDiffusionOutput, prepare_image, split_outputs
+from __future__ import annotations
 
-__all__ = ["DOMAINS", "FRONT_VIEW", "VIEW_AZIMUTHS", "MultiViewDiffusion", "MultiViewDiffusionConfig",
-           "MultiViewDiffusionOutput", "paper_config", "prepare_image", "small_config", "split_outputs",
-           "tiny_config"]
+import importlib
+
+_EXPORTS = {
+    "DOMAINS": "config", "FRONT_VIEW": "config", "VIEW_AZIMUTHS": "config", "MultiViewDiffusionConfig": "config",
+    "paper_config": "config", "small_config": "config", "tiny_config": "config",
+    "MultiViewDiffusion": "model", "MultiViewDiffusionOutput": "model", "prepare_image": "model",
+    "split_outputs": "model",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
