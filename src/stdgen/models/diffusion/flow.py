@@ -14,8 +14,8 @@ low frequencies survive small noise) also shifts the sampler's steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

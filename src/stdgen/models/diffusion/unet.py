@@ -2,16 +2,18 @@
 ``Upsample2D``, ``Timesteps`` / ``TimestepEmbedding``) with pluggable attention.
 
 The backbone owns the convolutional path; the model owns what attention means. At every level
-flagged in ``attention_levels`` (and in the middle block) it calls ``make_attention(channels, level)`` once
-per residual block (the middle block counts as the last level) and applies the module as ``attn(h, context)``, where ``h`` is ``(N, C, H, W)``
-and ``context`` whatever object the model passed to :meth:`UNetBackbone.forward` (the multi-view
-model passes the view/domain layout and the conditioning tokens; a single-view model could pass
-reference features). The module returns the updated ``(N, C, H, W)``.
+flagged in ``attention_levels`` (and in the middle block, counted as the last level) it calls
+``make_attention(channels, level)`` once per residual block and applies the module as
+``attn(h, context)``, where ``h`` is ``(N, C, H, W)`` and ``context`` whatever object the model
+passed to :meth:`UNetBackbone.forward` (the multi-view model passes the view/domain layout and the
+conditioning tokens; a single-view model could pass reference features). The module returns the
+updated ``(N, C, H, W)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps

@@ -70,7 +70,7 @@ def _multiview(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=args.steps or model.config.default_steps, desc="multiview", unit="step")
-        on_step = lambda i, n: bar.update(1)  # noqa: E731
+        on_step = lambda i, n: bar.update(1)
     t0 = time.perf_counter()
     try:
         rgba, normal = model.generate(image, seed=args.seed, steps=args.steps, guidance=args.guidance,
@@ -92,7 +92,7 @@ def write_views(out_dir, rgba, normal) -> None:
 
     from stdgen.utils.io import atomic_dir, image_grid, save_png
 
-    row = lambda x: np.concatenate(list(x.permute(0, 2, 3, 1).float().numpy()), axis=1)  # noqa: E731
+    row = lambda x: np.concatenate(list(x.permute(0, 2, 3, 1).float().numpy()), axis=1)
     rgb_row, normal_row = row(rgba), row(normal)
     over = rgb_row[..., :3] * rgb_row[..., 3:] + (1 - rgb_row[..., 3:])
     views = [list(np.split(over, 6, axis=1)), list(np.split(normal_row, 6, axis=1))]

@@ -9,12 +9,13 @@ white, plus alpha.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.resnet import ResnetBlock2D
+from stdgen.models.modeling import ModelMixin
 from torch import nn
 
 from stdgen.models.diffusion.attention import (
@@ -29,7 +30,6 @@ from stdgen.models.diffusion.attention import (
 )
 from stdgen.models.diffusion.flow import FlowMatching, guided
 from stdgen.models.diffusion.unet import TimeEmbedding, UNetBackbone
-from stdgen.models.modeling import ModelMixin
 from stdgen.models.mvdiffusion.config import DOMAINS, MultiViewDiffusionConfig
 from stdgen.utils.checks import check_tensor
 
@@ -208,7 +208,7 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
             else torch.autocast(dev.type, enabled=False)
         if use_cfg:
             cond_m = torch.cat([cond_m, cond_m])
-            keep = torch.cat([torch.ones(b, dtype=torch.bool, device=dev), torch.zeros(b, dtype=torch.bool, device=dev)])
+            keep = torch.arange(2 * b, device=dev) < b  # first half conditional, second unconditional
         else:
             keep = None
 

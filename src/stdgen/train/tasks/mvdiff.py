@@ -12,7 +12,7 @@ with the condition dropped for classifier-free guidance. Resolution follows the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from stdgen.models.mvdiffusion import (
     FRONT_VIEW,
     MultiViewDiffusion,
-    MultiViewDiffusionConfig,
     paper_config,
     small_config,
     tiny_config,
@@ -152,7 +151,7 @@ def multiview_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict[str, torch
         n = F.normalize(x[:, 1, :, :3].float() * 2 - 1, dim=2, eps=1e-6)
         return (n * (x[:, 0, :, 3:4] > 0.5)).permute(0, 1, 3, 4, 2)
 
-    cl = lambda x: x.float().permute(0, 1, 3, 4, 2)  # noqa: E731  (B, V, C, H, W) -> (B, V, H, W, C)
+    cl = lambda x: x.float().permute(0, 1, 3, 4, 2)  # (B, V, C, H, W) -> (B, V, H, W, C)
     m = view_metrics(cl(pred[:, 0, :, :3]), cl(true[:, 0, :, :3]), pred[:, 0, :, 3].float(),
                      true[:, 0, :, 3].float(), pred_normal=normals(pred), true_normal=normals(true))
     return {"ssim": m["ssim"], "psnr": m["psnr"], "psnr_fg": m["psnr_masked"], "mask_iou": m["mask_iou"],
