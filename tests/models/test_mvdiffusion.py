@@ -312,3 +312,34 @@ def test_preset_validation():
         dataclasses.replace(tiny(), cond_dropout=1.5)
     p = dataclasses.replace(small := PRESETS["small"](), resolution_schedule=((0, 128), (100, 256)))
     assert (p.resolution(99), p.resolution(100)) == (128, 256) and small.batch_size == 16
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def test_write_views_layout(tmp_path):
+    import numpy as np
+
+    from stdgen.models.mvdiffusion.cli import write_views
+    from stdgen.utils.io import load_png
+
+    rgba = torch.rand(6, 4, 8, 8)
+    normal = torch.rand(6, 3, 8, 8)
+    write_views(tmp_path / "out", rgba, normal)
+    rgb = load_png(tmp_path / "out" / "rgb.png")
+    assert rgb.shape == (8, 48, 4)
+    # View 3 sits at columns 24..31, unchanged up to 8-bit rounding.
+    np.testing.assert_allclose(rgb[:, 24:32] / 255.0, rgba[3].permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
+    assert load_png(tmp_path / "out" / "normal.png").shape == (8, 48, 3)
+    assert (tmp_path / "out" / "views.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporaries left
+
+
+def test_multiview_cli_errors(tmp_path, capsys):
+    from stdgen.cli import main
+
+    assert main(["multiview", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert main(["multiview", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert main(["multiview", str(bad), "-o", str(tmp_path / "o"), "--steps", "0"]) == 2

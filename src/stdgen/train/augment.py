@@ -21,6 +21,19 @@ import torch.nn.functional as F
 _LUMA = (0.299, 0.587, 0.114)
 
 
+_CONSTANTS: dict = {}
+
+
+def _const(name: str, values, device, dtype=torch.float32) -> torch.Tensor:
+    """A constant tensor built once per device and dtype: ``torch.tensor(list, device=cuda)`` copies
+    from pageable host memory, which waits for the GPU's queue (a host sync in the training step)."""
+    key = (name, torch.device(device), dtype)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = _CONSTANTS[key] = torch.tensor(values, dtype=dtype).to(device)
+    return t
+
+
 def _rand(n: int, device, generator: torch.Generator | None, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
 
@@ -74,7 +87,7 @@ def outline(rgb: torch.Tensor, edges: torch.Tensor, ink: torch.Tensor, opacity: 
 def posterize(rgb: torch.Tensor, alpha: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Toon bands: quantise the foreground's luminance to ``levels`` ``(B,)`` bands (keeping hue and
     saturation: the colour is scaled by quantised / original luminance); background unchanged."""
-    w = torch.tensor(_LUMA, device=rgb.device, dtype=rgb.dtype).reshape(1, 3, 1, 1)
+    w = _const("luma", _LUMA, rgb.device, rgb.dtype).reshape(1, 3, 1, 1)
     lum = (rgb * w).sum(1, keepdim=True)
     lv = _col(levels.to(rgb.dtype))
     q = (torch.floor(lum * lv) + 0.5) / lv
@@ -86,9 +99,10 @@ def hue_saturation_matrices(hue_deg: torch.Tensor, saturation: torch.Tensor, val
     """``(B, 3, 3)`` linear RGB maps: rotate the hue about the grey axis by ``hue_deg``, scale the
     distance from grey by ``saturation`` and everything by ``value`` (all ``(B,)``)."""
     dev, dt = hue_deg.device, hue_deg.dtype
-    k = torch.full((3,), 1 / math.sqrt(3), device=dev, dtype=dt)
-    grey = torch.outer(k, k)
-    kx = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], device=dev, dtype=dt)
+    k = 1 / math.sqrt(3)
+    grey = torch.full((3, 3), k * k, device=dev, dtype=dt)
+    # Cross-product matrix of the grey axis (k, k, k), from host floats (no device-to-host reads).
+    kx = _const("grey_cross", [[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]], dev, dt)
     a = torch.deg2rad(hue_deg)[:, None, None]
     eye = torch.eye(3, device=dev, dtype=dt)
     rot = torch.cos(a) * eye + torch.sin(a) * kx + (1 - torch.cos(a)) * grey
@@ -129,6 +143,10 @@ _JPEG_CHROMA_Q = (17, 18, 24, 47) + (99,) * 4 + (18, 21, 26, 66) + (99,) * 4 + (
     + (99,) * 6 + (99,) * 32
 
 
+_TO_YCC = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+_FROM_YCC = ((1.0, 0.0, 1.402), (1.0, -0.344136, -0.714136), (1.0, 1.772, 0.0))
+
+
 def _dct_matrix(n: int, device, dtype) -> torch.Tensor:
     """``(n, n)`` orthonormal DCT-II matrix (rows are frequencies)."""
     k = torch.arange(n, device=device, dtype=dtype)[:, None]
@@ -145,8 +163,7 @@ def jpeg_like(rgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     b, _, h, w = rgb.shape
     ph, pw = (-h) % 8, (-w) % 8
     x = F.pad(rgb.float(), (0, pw, 0, ph), mode="replicate") * 255.0
-    to_ycc = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-                          device=rgb.device)
+    to_ycc = _const("to_ycc", _TO_YCC, rgb.device)
     ycc = torch.einsum("ij,bjhw->bihw", to_ycc, x)
     ycc[:, 0] -= 128.0
     hh, ww = ycc.shape[-2:]
@@ -155,14 +172,13 @@ def jpeg_like(rgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     coef = d @ blocks @ d.T
     q = quality.float().clamp(1, 100)
     scale = torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q) / 100.0  # (B,)
-    tables = torch.stack([torch.tensor(_JPEG_LUMA_Q, device=rgb.device, dtype=torch.float32),
-                          torch.tensor(_JPEG_CHROMA_Q, device=rgb.device, dtype=torch.float32)]).reshape(2, 8, 8)
-    table = tables[torch.tensor([0, 1, 1], device=rgb.device)]  # (3, 8, 8)
+    # Quantisation steps per channel (Y, Cb, Cr): (3, 8, 8).
+    table = _const("jpeg_tables", [_JPEG_LUMA_Q, _JPEG_CHROMA_Q, _JPEG_CHROMA_Q], rgb.device).reshape(3, 8, 8)
     step = (table[None] * scale[:, None, None, None]).clamp(min=1.0)[:, :, None, None]  # (B, 3, 1, 1, 8, 8)
     coef = torch.round(coef / step) * step
     back = (d.T @ coef @ d).permute(0, 1, 2, 4, 3, 5).reshape(b, 3, hh, ww)
     back[:, 0] += 128.0
-    from_ycc = torch.linalg.inv(to_ycc)
+    from_ycc = _const("from_ycc", _FROM_YCC, rgb.device)
     out = torch.einsum("ij,bjhw->bihw", from_ycc, back) / 255.0
     return out[..., :h, :w].clamp(0, 1).to(rgb.dtype)
 
