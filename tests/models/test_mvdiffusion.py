@@ -283,7 +283,9 @@ def test_task_loss_decreases_on_a_fixed_batch():
         opt.step()
     with torch.no_grad():
         last = total(0).item()
-    assert last < 0.5 * first, (first, last)
+    # Predicting zero costs ~5 (unit-variance noise plus the images); 30 steps of the tiny model take
+    # off about 40 % (a detached or mis-wired branch takes off almost nothing).
+    assert last < 0.7 * first, (first, last)
 
 
 def test_task_images_and_metrics_shapes():
@@ -343,3 +345,25 @@ def test_multiview_cli_errors(tmp_path, capsys):
     assert main(["multiview", str(bad), "-o", str(tmp_path / "o")]) == 2
     assert "not a readable image" in capsys.readouterr().err
     assert main(["multiview", str(bad), "-o", str(tmp_path / "o"), "--steps", "0"]) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_small_preset_trains_and_samples_on_cuda_in_bf16():
+    from stdgen.train.tasks.mvdiff import MultiViewTask, small
+
+    task = MultiViewTask(small())
+    torch.manual_seed(0)
+    model = task.build_model().cuda()
+    raw = {k: v.cuda() for k, v in _fake_stream_batch(b=4, res=128).items()}
+    batch = task.make_batch(raw, torch.Generator(device="cuda").manual_seed(0))
+    with torch.autocast("cuda", torch.bfloat16):
+        loss = sum(task.losses(model, batch, 0).values())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    rgba, normal = model.generate(torch.rand(4, 256, 256), seed=0, steps=2)
+    assert rgba.shape == (6, 4, 256, 256) and normal.shape == (6, 3, 256, 256)
+    rgba2, _ = model.generate(torch.rand(4, 256, 256, generator=torch.Generator().manual_seed(0)), seed=0, steps=2)
+    rgba3, _ = model.generate(torch.rand(4, 256, 256, generator=torch.Generator().manual_seed(0)), seed=0, steps=2)
+    torch.testing.assert_close(rgba2, rgba3)  # seeded on the GPU too (bf16 kernels are deterministic here)

@@ -83,7 +83,10 @@ class UNetBackbone(nn.Module):
                 self.up_attn.append(attn(cout, i, attention_levels[i]))
                 c = cout
             if i > 0:
-                self.upsample.append(Upsample2D(c, use_conv=True, out_channels=c))
+                # The upsampling convolution runs at the finer level: give it that level's (smaller)
+                # width rather than this one's, which halves its cost.
+                self.upsample.append(Upsample2D(c, use_conv=True, out_channels=channels[i - 1]))
+                c = channels[i - 1]
         self.norm_out = nn.GroupNorm(norm_groups, c, eps=1e-5)
         self.conv_out = nn.Conv2d(c, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)

@@ -61,7 +61,7 @@ def _multiview(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = MultiViewDiffusion.from_pretrained(find_weights("mvdiff", args.weights), device=device)
     res = args.resolution or model.config.resolution
-    step = 2 ** (len(model.config.channels) - 1)
+    step = model.config.patch_size * 2 ** (len(model.config.channels) - 1)
     if res % step:
         raise StdgenError(f"--resolution must be a multiple of {step} for this model, got {res}")
     bar = None

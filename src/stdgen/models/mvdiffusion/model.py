@@ -159,10 +159,11 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         def make_attention(ch: int, level: int) -> nn.Module:
             # Whole-view cross-domain attention where the level's feature map (at the default
             # resolution) is small enough; per-pixel cross-domain attention above.
-            side = c.resolution // 2 ** level
+            side = c.resolution // (c.patch_size * 2 ** level)
             return MultiViewBlock(ch, c.head_dim, c.context_dim, side * side <= c.image_attention_tokens)
 
-        self.unet = UNetBackbone(8, 4, c.channels, c.layers_per_block, c.attention_levels, c.temb_dim,
+        p2 = c.patch_size ** 2
+        self.unet = UNetBackbone(8 * p2, 4 * p2, c.channels, c.layers_per_block, c.attention_levels, c.temb_dim,
                                  c.norm_groups, make_attention)
         self.flow = FlowMatching(shift=c.shift)
 
@@ -184,7 +185,12 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         temb = self.time(sigma) + glob  # (B, temb)
         temb = (temb[:, None, None] + self.domain_emb.weight[None, :, None] + self.view_emb.weight[None, None])
         x = torch.cat([sample, cond[:, None, None].expand(b, d, v, 4, h, w)], dim=3).reshape(b * d * v, 8, h, w)
+        p = self.config.patch_size
+        if p > 1:
+            x = F.pixel_unshuffle(x, p)
         out = self.unet(x, temb.reshape(b * d * v, -1), _Layout(b, d, v, tokens))
+        if p > 1:
+            out = F.pixel_shuffle(out, p)
         return MultiViewDiffusionOutput(out.reshape(b, d, v, 4, h, w))
 
     # ----------------------------------------------------------------------------------- sampling

@@ -70,7 +70,7 @@ class MultiViewPreset(Preset):
         if not sched or sched[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(sched, sched[1:])):
             raise ValueError(f"resolution_schedule: expected ((0, side), (step, side), ...) with ascending steps, "
                              f"got {sched}")
-        step = 2 ** (len(self.model.channels) - 1)
+        step = getattr(self.model, "patch_size", 1) * 2 ** (len(self.model.channels) - 1)
         for _, side in sched:
             if side < step or side % step:
                 raise ValueError(f"resolution_schedule: sides must be positive multiples of {step}, got {side}")
