@@ -256,7 +256,8 @@ def _fake_stream_batch(b: int = 2, res: int = 16, seed: int = 0) -> dict:
     n = torch.nn.functional.normalize(torch.randn(b, 1, 6, 3, res, res, generator=g), dim=3) * alpha
     rgb = torch.rand(b, 1, 6, 3, res, res, generator=g) * alpha + (1 - alpha)
     lit = (rgb * 0.8).clamp(0, 1) * alpha + (1 - alpha)
-    return {"rgb": rgb, "lit": lit, "normal": n, "alpha": alpha}
+    depth = (2.0 + torch.rand(b, 1, 6, 1, res, res, generator=g) * 0.1) * alpha
+    return {"rgb": rgb, "lit": lit, "normal": n, "alpha": alpha, "depth": depth}
 
 
 def test_task_loss_decreases_on_a_fixed_batch():

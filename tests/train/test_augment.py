@@ -28,7 +28,7 @@ def _images(b: int = 3, res: int = 20, seed: int = 0):
 
 def test_style_augment_keeps_shape_range_and_is_seeded():
     rgb, alpha, normal = _images()
-    out = style_augment(rgb, alpha, normal, probability=1.0, generator=torch.Generator().manual_seed(1))
+    out = style_augment(rgb, alpha, normal, alpha * 2.0, probability=1.0, generator=torch.Generator().manual_seed(1))
     assert out.shape == rgb.shape and out.min() >= 0 and out.max() <= 1
     again = style_augment(rgb, alpha, normal, probability=1.0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out, again)
@@ -70,6 +70,13 @@ def test_edges_and_dilation():
     e = edge_map(alpha, normal * 0)
     assert e[0, 0, 10, 5] == 1 or e[0, 0, 10, 6] == 1  # left silhouette edge
     assert e[0, 0, 10, 10] == 0 and e[0, 0, 0, 0] == 0
+    # A step of 10 cm inside the silhouette (an arm in front of the body) is a contour; 1 cm is not.
+    depth = alpha * 2.0
+    depth[..., :, 10:] += 0.1 * alpha[..., :, 10:]
+    e = edge_map(alpha, normal * 0, depth)
+    assert e[0, 0, 10, 9] == 1 and e[0, 0, 10, 8] == 0
+    depth[..., :, 10:] -= 0.09 * alpha[..., :, 10:]
+    assert edge_map(alpha, normal * 0, depth)[0, 0, 10, 9] == 0
     one = torch.zeros(2, 1, 9, 9)
     one[:, :, 4, 4] = 1
     d = dilate(one, torch.tensor([0, 2]), max_width=3)

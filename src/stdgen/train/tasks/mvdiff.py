@@ -3,7 +3,8 @@
 Batches come on the fly from :class:`~stdgen.data.stream.RenderStream` (training seeds, pool mode:
 arm-angle-augmented A-poses, random clothes / hair colours, a random key light per variant) at
 the six generation views, full layer set: the input is the *lit* front render, jittered in scale
-and position and restyled on the GPU (:func:`stdgen.train.augment.style_augment`); the targets are
+and position and restyled on the GPU (:func:`stdgen.train.augment.style_augment`, outlines from the front view's depth
+and normals); the targets are
 the six views' *unlit* RGB + alpha and world normals. Loss: flow-matching velocity MSE per domain,
 with the condition dropped for classifier-free guidance. Resolution follows the preset's
 ``resolution_schedule`` (progressive: e.g. 128 then 256).
@@ -158,12 +159,13 @@ def multiview_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict[str, torch
             "normal_deg": m["normal_angle_deg"]}
 
 
-def condition_from_stream(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The lit front render as ``(B, 4, H, W)`` RGB over white + alpha in [0, 1], and its normals
-    ``(B, 3, H, W)`` (for outline augmentation)."""
+def condition_from_stream(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The lit front render as ``(B, 4, H, W)`` RGB over white + alpha in [0, 1], its normals
+    ``(B, 3, H, W)`` and depth ``(B, 1, H, W)`` (None if not streamed), for outline augmentation."""
     lit = batch["lit"][:, 0, FRONT_VIEW]
     alpha = batch["alpha"][:, 0, FRONT_VIEW]
-    return torch.cat([lit, alpha], dim=1), batch["normal"][:, 0, FRONT_VIEW]
+    depth = batch["depth"][:, 0, FRONT_VIEW] if "depth" in batch else None
+    return torch.cat([lit, alpha], dim=1), batch["normal"][:, 0, FRONT_VIEW], depth
 
 
 class MultiViewTask(Task):
@@ -191,7 +193,7 @@ class MultiViewTask(Task):
         p = self.preset
         per_rank = max(1, p.batch_size // world_size)
         cfg = StreamConfig(batch_size=per_rank, resolution=side, views="gen", layers=("full",),
-                           maps=("rgb", "lit", "normal"), split="train", start=p.pool_start,
+                           maps=("rgb", "lit", "normal", "depth"), split="train", start=p.pool_start,
                            workers=p.stream_workers, pool_size=p.pool_size, background="white", random_light=True,
                            device=str(device), rank=rank, world_size=world_size, seed=seed * 1009 + phase)
         return RenderStream(cfg)
@@ -221,13 +223,16 @@ class MultiViewTask(Task):
         """A stream batch -> the training batch, with the condition jittered and restyled."""
         p = self.preset
         target = targets_from_stream(raw)
-        cond, normal = condition_from_stream(raw)
+        cond, normal, depth = condition_from_stream(raw)
         b, dev = cond.shape[0], cond.device
         scale = 1 + p.scale_jitter * (2 * torch.rand(b, device=dev, generator=generator) - 1)
         shift = p.shift_jitter * (2 * torch.rand(b, 2, device=dev, generator=generator) - 1)
-        moved = affine_jitter(torch.cat([cond, normal], dim=1), scale, shift)
-        cond, normal = moved[:, :4], moved[:, 4:]
-        rgb = style_augment(cond[:, :3], cond[:, 3:4], normal, probability=p.style_probability, generator=generator)
+        maps = [cond, normal] + ([] if depth is None else [depth])
+        moved = affine_jitter(torch.cat(maps, dim=1), scale, shift)
+        cond, normal = moved[:, :4], moved[:, 4:7]
+        depth = None if depth is None else moved[:, 7:8]
+        rgb = style_augment(cond[:, :3], cond[:, 3:4], normal, depth, probability=p.style_probability,
+                            generator=generator)
         return {"target": target, "cond": torch.cat([rgb, cond[:, 3:4]], dim=1)}
 
     # ----------------------------------------------------------------------------------- losses
@@ -277,7 +282,7 @@ class MultiViewTask(Task):
                                maps=("rgb", "lit", "normal"), split="validation", count=p.val_characters,
                                background="white", random_light=False, device=str(device))
             raw = next(iter(RenderStream(cfg)))
-            cond, _ = condition_from_stream(raw)
+            cond = condition_from_stream(raw)[0]
             self._val_batch = (cond.cpu(), ((targets_from_stream(raw) + 1) / 2).cpu())
         return self._val_batch
 
