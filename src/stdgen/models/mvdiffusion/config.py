@@ -52,6 +52,9 @@ class MultiViewDiffusionConfig(ModelConfig):
     default_guidance: float = 1.0
 
     def __post_init__(self) -> None:
+        # JSON gives lists: keep the tuple fields tuples (hashable, comparable with the presets).
+        for name in ("channels", "attention_levels", "encoder_channels"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         levels = len(self.channels)
         if levels < 1 or any(c < 1 for c in self.channels):
             raise ValueError(f"channels: expected a non-empty tuple of positive widths, got {self.channels}")
