@@ -21,16 +21,17 @@ class MultiViewDiffusionConfig(ModelConfig):
     ``resolution``: default image side for :meth:`~.MultiViewDiffusion.generate` (the model is fully
     convolutional; any multiple of ``patch_size * 2 ** (levels - 1)`` works). ``patch_size``: the
     U-Net runs on ``patch_size x patch_size`` pixel blocks folded into channels (pixel unshuffle in,
-    pixel shuffle out): 2 quarters the cost of the full-resolution level. ``channels``: U-Net width per level
-    (level 0 full resolution); ``layers_per_block``: residual blocks per level going down (one more
-    up); ``attention_levels``: levels with multi-view transformer blocks (the middle block always
-    has one); ``image_attention_tokens``: at levels whose H*W is at most this, the cross-domain
-    attention is full attention over both domains of a view, above it only between the same pixel
-    of the two domains; ``head_dim``: attention head width; ``norm_groups``: GroupNorm groups (must
-    divide every width); ``temb_dim``: time / view / domain embedding width; ``encoder_channels``:
-    the condition encoder's widths (stride 2 each); ``context_tokens``: side of its token grid
-    (``context_tokens ** 2`` tokens of width ``context_dim``); ``views``: number of views
-    (:data:`VIEW_AZIMUTHS`); ``shift``: flow-matching time shift (>= 1, more weight on high noise);
+    pixel shuffle out): 2 quarters the cost of the full-resolution level. ``channels``: U-Net width
+    per level (level 0 full resolution); ``layers_per_block``: residual blocks per level going down
+    (one more up); ``attention_levels``: levels with multi-view transformer blocks (the middle block
+    always has one); ``image_attention_tokens``: at levels whose H*W is at most this, the cross-
+    domain attention is full attention over both domains of a view, above it only between the same
+    pixel of the two domains; ``head_dim``: attention head width; ``norm_groups``: GroupNorm groups
+    (must divide every width; ``head_dim`` divides the attention levels' widths); ``temb_dim``: time / view / domain embedding width;
+    ``encoder_channels``: the condition encoder's widths (stride 2 each); ``context_tokens``: side
+    of its token grid (``context_tokens ** 2`` tokens of width ``context_dim``); ``views``: number
+    of views (:data:`VIEW_AZIMUTHS`); ``shift``: flow-matching time shift at ``resolution`` (>= 1,
+    more weight on high noise; scaled with the side, see :meth:`~.MultiViewDiffusion.flow`);
     ``default_steps`` / ``default_guidance``: sampling defaults.
     """
 
@@ -102,7 +103,7 @@ def paper_config() -> MultiViewDiffusionConfig:
 def small_config() -> MultiViewDiffusionConfig:
     """The size trained and bundled here: 14.1 M parameters; 81 GFLOP per forward of the 12 images at
     128 px, 319 at 256 px (see the README)."""
-    return MultiViewDiffusionConfig(resolution=256)
+    return MultiViewDiffusionConfig(resolution=256, shift=3.0)
 
 
 def tiny_config() -> MultiViewDiffusionConfig:

@@ -165,7 +165,14 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         p2 = c.patch_size ** 2
         self.unet = UNetBackbone(8 * p2, 4 * p2, c.channels, c.layers_per_block, c.attention_levels, c.temb_dim,
                                  c.norm_groups, make_attention)
-        self.flow = FlowMatching(shift=c.shift)
+
+    def flow(self, side: int) -> FlowMatching:
+        """The flow-matching objective / sampler for ``side`` px images: the time shift grows with
+        the side (``shift * side / resolution``, at least 1; SD3's rule, shift proportional to the
+        square root of the pixel count), because at more pixels the same noise level hides less of
+        the image. Training and sampling at one side use the same shift; the network takes the
+        noise level itself as its time, so it is shared by all sides."""
+        return FlowMatching(shift=max(1.0, self.config.shift * side / self.config.resolution))
 
     def forward(self, sample: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor,
                 keep_cond: torch.Tensor | None = None) -> MultiViewDiffusionOutput:
@@ -231,7 +238,7 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         was_training = self.training
         self.eval()
         try:
-            x = self.flow.sample(denoise, (b, len(DOMAINS), c.views, 4, h, w), steps=steps, seed=seed,
+            x = self.flow(h).sample(denoise, (b, len(DOMAINS), c.views, 4, h, w), steps=steps, seed=seed,
                                  generator=generator, device=dev, on_step=on_step)
         finally:
             self.train(was_training)

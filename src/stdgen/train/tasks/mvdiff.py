@@ -58,7 +58,7 @@ class MultiViewPreset(Preset):
     alpha_weight: float = 1.0
     normal_weight: float = 1.0
     val_characters: int = 16
-    val_steps: int = 20
+    val_steps: int = 10
     val_guidance: float | None = None
     image_samples: int = 2
 
@@ -235,6 +235,11 @@ class MultiViewTask(Task):
                             generator=generator)
         return {"target": target, "cond": torch.cat([rgb, cond[:, 3:4]], dim=1)}
 
+    @staticmethod
+    def _unwrap(model):
+        """The model itself inside a DistributedDataParallel (or compile) wrapper."""
+        return model.module if hasattr(model, "module") and not hasattr(model, "sample") else model
+
     # ----------------------------------------------------------------------------------- losses
     def stage(self, step: int) -> int:
         self._side = self.preset.resolution(step)
@@ -247,7 +252,7 @@ class MultiViewTask(Task):
         x0 = _resize(batch["target"], side)
         cond = _resize(batch["cond"], side) * 2 - 1
         b = x0.shape[0]
-        flow = model.flow if hasattr(model, "flow") else model.module.flow
+        flow = self._unwrap(model).flow(side)
         noise = torch.randn_like(x0)
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout
@@ -258,9 +263,6 @@ class MultiViewTask(Task):
                 "normal": p.normal_weight * err[:, 1, :, :3].mean()}
 
     # ----------------------------------------------------------------------------------- looking
-    @staticmethod
-    def _unwrap(model):
-        return model.module if hasattr(model, "module") and not hasattr(model, "sample") else model
 
     def images(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """``{"samples": (N, 3, 4H, 7W)}``: per sample, rows generated RGB, true RGB, generated
