@@ -26,8 +26,9 @@ class MultiViewDiffusionConfig(ModelConfig):
     (one more up); ``attention_levels``: levels with multi-view transformer blocks (the middle block
     always has one); ``image_attention_tokens``: at levels whose H*W is at most this, the cross-
     domain attention is full attention over both domains of a view, above it only between the same
-    pixel of the two domains; ``head_dim``: attention head width; ``norm_groups``: GroupNorm groups
-    (must divide every width; ``head_dim`` divides the attention levels' widths); ``temb_dim``: time / view / domain embedding width;
+    pixel of the two domains; ``head_dim``: attention head width (must divide the attention levels'
+    widths); ``norm_groups``: GroupNorm groups (must divide every width); ``temb_dim``: time / view /
+    domain embedding width;
     ``encoder_channels``: the condition encoder's widths (stride 2 each); ``context_tokens``: side
     of its token grid (``context_tokens ** 2`` tokens of width ``context_dim``); ``views``: number
     of views (:data:`VIEW_AZIMUTHS`); ``shift``: flow-matching time shift at ``resolution`` (>= 1,
