@@ -411,3 +411,12 @@ def test_task_batches_from_the_render_stream():
     # The condition's silhouette is the front view's (no jitter here).
     torch.testing.assert_close(c[:, 3], (t[:, 0, 2, 3] + 1) / 2)
     assert set(task.losses(task.build_model(), batch, 0)) == {"rgb", "alpha", "normal"}
+
+
+def test_short_attention_matches_sdpa():
+    from stdgen.models.diffusion.attention import short_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(5, 3, 2, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(short_attention(q, k, v), ref, rtol=1e-6, atol=1e-6)

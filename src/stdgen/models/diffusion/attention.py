@@ -21,6 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Up to this many keys, attention is computed elementwise (:func:`short_attention`) instead of by
+#: the fused kernels, whose tiles (64-128 rows) would be almost all padding.
+SHORT_KEYS = 4
+
+
+def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention for very short sequences, ``(N, heads, L, d)`` queries over ``(N, heads, S,
+    d)`` keys / values with small S (the two domains of a pixel): broadcast products, scores in
+    float32. Equal to ``scaled_dot_product_attention`` without a mask."""
+    dt = torch.promote_types(q.dtype, torch.float32)  # bf16 / fp16 inputs: scores in float32
+    scores = (q.to(dt)[:, :, :, None] * k.to(dt)[:, :, None]).sum(-1) * q.shape[-1] ** -0.5  # (N, h, L, S)
+    w = scores.softmax(dim=-1)
+    return (w[..., None] * v.to(dt)[:, :, None]).sum(-2).to(v.dtype)
+
 
 class Attention(nn.Module):
     """Multi-head attention of ``(N, L, dim)`` queries over themselves or over a ``(N, S, context_dim)``
@@ -50,7 +64,10 @@ class Attention(nn.Module):
         ctx = x if context is None else context
         q = self.split_heads(self.to_q(x))
         k, v = (self.split_heads(t) for t in self.to_kv(ctx).chunk(2, dim=-1))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if mask is None and k.shape[2] <= SHORT_KEYS:
+            out = short_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         n, _, length, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(n, length, -1))
 
