@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class MultiViewPreset(Preset):
     """Task fields on top of the trainer's (``model``, ``train``, ``batch_size``).
 
-    ``resolution_schedule``: ``((from_step, side), ...)`` ascending steps, the first from 0;
+    ``resolution_schedule``: ``((from_step, side), ...)`` ascending steps, the first from 0 (on the
+    command line as JSON: ``--set 'resolution_schedule=[[0,128],[8000,256]]'``);
     ``stream_workers`` / ``pool_size`` / ``pool_start``: the RenderStream's character workers, the
     pool per worker and the training index it starts at (move it between chunks for new
     characters); ``cond_dropout``: probability of dropping the condition (guidance);
