@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stdgen.commands.reconstruct_cli",
     "stdgen.refine.cli",
     "stdgen.train.cli",
+    "stdgen.models.mvdiffusion.cli",
 )
 
 
