@@ -708,7 +708,7 @@ def folder_status(folder, config: RenderConfig) -> str:
     ``"different"`` (complete, but rendered with other settings)."""
     from pathlib import Path
 
-    from stdgen.data.dataset_format import read_meta
+    from stdgen.data.dataset_format import missing_files, read_meta
     from stdgen.errors import InputError
 
     folder = Path(folder)
@@ -718,10 +718,16 @@ def folder_status(folder, config: RenderConfig) -> str:
         meta = read_meta(folder)
     except InputError:
         return "missing"  # unreadable: render it again (atomically replacing it)
+    if missing_files(folder, meta):
+        return "missing"  # incomplete (a file deleted since): render it again
     return "done" if meta.get("render_config") == config.content() else "different"
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int | None = None) -> None:
+    from stdgen.utils.process import die_with_parent
+
+    # Ctrl-C is the parent's to handle; the worker ends with the parent, also on kill -9.
+    die_with_parent(parent_pid)
     # One thread per worker process: the parallelism is across characters.
     torch.set_num_threads(1)
 
@@ -760,7 +766,7 @@ def _bounded(executor, fn, items, workers: int):
 
 def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=None,
                        source: str = "procedural", workers: int = 0, progress: bool = True,
-                       manifest_every_s: float = 10.0) -> dict:
+                       manifest_every_s: float = 10.0, overwrite: bool = False) -> dict:
     """Render characters ``make(seed)`` for ``seeds`` into ``out_dir``, one folder each.
 
     Resumable: folders already rendered with the same settings are skipped, ``.tmp-*`` leftovers
@@ -771,12 +777,15 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     interrupted. ``workers`` > 0 runs that many processes: on the CPU each renders whole
     characters; with a CUDA device they make the characters and this process renders them.
     ``make(seed) -> Character`` (A-posed) defaults to :func:`procedural_character`.
+    The output is claimed first (:func:`stdgen.io.outputs.claim_output_dir`): a new or empty folder,
+    or a dataset this command made; a character folder of the same name that is not one (no
+    meta.json) is refused. ``overwrite`` lifts both refusals.
     Returns counts: ``rendered``, ``skipped``, ``removed_temporaries`` and the ``manifest`` path.
     """
+    import os
     import time
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -788,14 +797,16 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
         write_manifest,
     )
     from stdgen.errors import StdgenError
+    from stdgen.io.outputs import claim_output_dir, claim_subfolder, mark_output_dir
     from stdgen.utils.device import resolve_device
     from stdgen.utils.io import remove_stale_temporaries
 
     make = make or procedural_character
-    out = Path(out_dir)
+    out = claim_output_dir(out_dir, "data render", overwrite=overwrite, recognise=is_dataset_dir)
     if out.exists() and not out.is_dir():
-        raise StdgenError(f"{out}: exists and is not a directory")
+        os.unlink(out)  # --overwrite of a file where the dataset goes
     out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "data render")
     removed = remove_stale_temporaries(out)
     known = {e["id"]: e for e in read_manifest(out)["characters"]}
     entries = {}
@@ -804,7 +815,7 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
 
     todo = []
     for seed in seeds:
-        folder = out / character_folder_name(seed)
+        folder = claim_subfolder(out / character_folder_name(seed), overwrite=overwrite)
         status = folder_status(folder, config)
         if status == "different":
             raise StdgenError(f"{folder} was rendered with other settings than these; "
@@ -823,7 +834,8 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
                        for s in todo)
             results = _consume(results)
         else:
-            executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                           initargs=(os.getpid(),))
             if dev.type == "cuda":
                 def gpu_results():
                     made = _bounded(executor, _worker_make, [(make, s, config) for s in todo], workers)
@@ -851,10 +863,36 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     return {"rendered": rendered, "skipped": skipped, "removed_temporaries": removed, "manifest": path}
 
 
+def is_dataset_dir(folder) -> bool:
+    """Whether ``folder`` is a dataset directory (it has a readable ``manifest.json``)."""
+    from stdgen.data.dataset_format import read_manifest
+    from stdgen.errors import InputError
+
+    try:
+        return (folder / "manifest.json").is_file() and bool(read_manifest(folder))
+    except InputError:
+        return False
+
+
 def _consume(results, executor=None):
-    """Pass results through, shutting the worker pool down (cancelling queued work) at the end."""
+    """Pass results through, shutting the worker pool down (cancelling queued work) at the end.
+    Interrupted (Ctrl-C or an error), the workers are stopped at once rather than left to finish
+    their characters: their half-written folders are ``.tmp-*`` ones, removed by the next run."""
+    finished = False
     try:
         yield from results
+        finished = True
     finally:
         if executor is not None:
+            if not finished:
+                _stop_workers(executor)
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(executor) -> None:
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=5)

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-glb", action="store_true", help="write only the sheet")
     p.add_argument("--device", default="cpu", help="device for rendering the sheet (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even if it holds files this command did not make")
     p.set_defaults(func=_sample)
 
 
@@ -123,7 +125,6 @@ def _label(img, text: str):
 
 def _sample(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -141,14 +142,22 @@ def _sample(args: argparse.Namespace) -> int:
                           f"--seed-step {args.seed_step} goes past it")
     if not 16 <= args.resolution <= 2048:
         raise StdgenError(f"--resolution must be in [16, 2048], got {args.resolution}")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise StdgenError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    device = str(resolve_device(args.device))
-    config = CharacterConfig(presentation=args.presentation)
+    from stdgen.io.outputs import claim_output_dir, claim_subfolder, mark_output_dir
+    from stdgen.utils.device import check_device
+
+    check_device(args.device)
+    out = claim_output_dir(args.output, "data sample", overwrite=args.overwrite)
     width = max(4, len(str(args.count - 1)))
+    if not args.no_glb:  # refuse before any work, not after the first character
+        for i in range(args.count):
+            claim_subfolder(out / f"{i:0{width}d}", overwrite=args.overwrite)
+    device = str(resolve_device(args.device))
+    if out.exists() and not out.is_dir():
+        out.unlink()  # --overwrite of a file where the folder goes
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "data sample")
+    remove_stale_temporaries(out)
+    config = CharacterConfig(presentation=args.presentation)
     strips, labels = [], []
     for i in tqdm(range(args.count), desc="characters", unit="char", disable=args.quiet):
         seed = args.seed + i * args.seed_step

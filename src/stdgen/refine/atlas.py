@@ -143,4 +143,8 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    from stdgen.utils.process import die_with_parent
+
+    # Ctrl-C is the parent's (no traceback from here); end with the parent, also on kill -9.
+    die_with_parent()
     _serve()

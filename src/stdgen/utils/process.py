@@ -1,0 +1,48 @@
+"""Helper processes that stop with their parent.
+
+A worker or helper process calls :func:`die_with_parent` first thing. It then
+
+- ignores Ctrl-C (SIGINT goes to the whole foreground process group; the parent decides what
+  happens, and the child prints no ``KeyboardInterrupt`` traceback of its own);
+- is killed by the kernel when the parent dies, even by ``kill -9`` (Linux ``PR_SET_PDEATHSIG``);
+- as a fallback (other systems, or a parent that died before the call), a daemon thread polls the
+  parent's pid and ends the process when it changes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent_pid: int | None = None, poll_s: float = 0.5, ignore_sigint: bool = True) -> None:
+    """Make this process end when its parent (``parent_pid``, default the current parent) ends."""
+    parent = os.getppid() if parent_pid is None else parent_pid
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the kernel could be told
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="stdgen-parent-watch", daemon=True).start()
