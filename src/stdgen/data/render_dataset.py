@@ -745,23 +745,21 @@ def _bounded(executor, fn, items, workers: int):
     """Yield ``fn(*item)`` results in completion order, keeping at most ``2 * workers`` in flight."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
+    # Work left in flight when the consumer stops is not cancelled here: _consume stops the workers
+    # (cancelled futures of a pool whose workers are killed make CPython 3.11's pool thread raise).
     items = iter(items)
     pending = set()
-    try:
-        while True:
-            while len(pending) < 2 * workers:
-                item = next(items, None)
-                if item is None:
-                    break
-                pending.add(executor.submit(fn, *item))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
-    finally:
-        for f in pending:
-            f.cancel()
+    while True:
+        while len(pending) < 2 * workers:
+            item = next(items, None)
+            if item is None:
+                break
+            pending.add(executor.submit(fn, *item))
+        if not pending:
+            return
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            yield f.result()
 
 
 def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=None,
@@ -834,8 +832,11 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
                        for s in todo)
             results = _consume(results)
         else:
+            from stdgen.utils.process import start_pool_workers
+
             executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                            initargs=(os.getpid(),))
+            start_pool_workers(executor, workers)
             if dev.type == "cuda":
                 def gpu_results():
                     made = _bounded(executor, _worker_make, [(make, s, config) for s in todo], workers)
@@ -886,7 +887,7 @@ def _consume(results, executor=None):
         if executor is not None:
             if not finished:
                 _stop_workers(executor)
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=True, cancel_futures=finished)
 
 
 def _stop_workers(executor) -> None:

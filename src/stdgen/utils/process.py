@@ -11,9 +11,11 @@ A worker or helper process calls :func:`die_with_parent` first thing. It then
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1
 
@@ -46,3 +48,27 @@ def die_with_parent(parent_pid: int | None = None, poll_s: float = 0.5, ignore_s
                 os._exit(1)
 
     threading.Thread(target=watch, name="stdgen-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside this block begin with Ctrl-C ignored (the disposition is inherited
+    across ``exec``), so a Ctrl-C while they are still starting up (importing torch, before
+    :func:`die_with_parent` runs) prints nothing from them. In this process a Ctrl-C landing inside
+    the block (a few milliseconds of process creation) is dropped. Only from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def start_pool_workers(executor, count: int) -> None:
+    """Start ``count`` worker processes of a ``ProcessPoolExecutor`` now (it starts them lazily,
+    one per submitted task), with Ctrl-C ignored in them from the start."""
+    with children_ignore_sigint():
+        for _ in range(count):
+            executor.submit(os.getpid)
