@@ -67,8 +67,34 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {what}" if where else what
 
 
+class _Interrupts:
+    """Remembers a Ctrl-C: one landing inside an import (torch's, numpy's) may surface as another
+    exception (an ImportError, a RecursionError of a half-imported module), which still means
+    "interrupted"."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> None:
+    import signal
+    import threading
+
+    # Only over Python's own handler: a process started with Ctrl-C ignored (a background job,
+    # a worker) keeps ignoring it.
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _Interrupts.handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
+        _Interrupts.seen = False
+        _install_interrupt_handler()
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
         args = parser.parse_args(argv)
@@ -88,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stdgen: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        if _Interrupts.seen:
+            print("stdgen: interrupted", file=sys.stderr)
+            return 130
+        raise
     return int(status or 0)
 
 

@@ -143,7 +143,10 @@ def claim_output_dir(path: str | os.PathLike, command: str, *, overwrite: bool =
                           "not make; choose another output folder")
     if overwrite:
         return out
-    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    marker = read_marker(out)
+    known = set(marker.get("files") or []) if marker and marker["made_by"] == f"stdgen {command}" else set()
+    foreign = [n for n in names if n not in known and n != MARKER_NAME] or names
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
     raise StdgenError(f"{given}: exists and holds files stdgen {command} did not make ({shown}); give a new "
                       "or empty folder (or --overwrite to replace it)")
 
