@@ -120,8 +120,8 @@ _REPORT_FILES = ("metrics.csv", "summary.md")
 
 
 def _is_old_report(folder) -> bool:
-    """A report written before reports carried a marker: metrics.csv, summary.md and the picked
-    examples' pictures, nothing else."""
+    """A report written before reports carried a marker: only metrics.csv, summary.md and the
+    picked examples' pictures (``best_*.png``, ``median_*.png``, ``worst_*.png``)."""
     names = {p.name for p in folder.iterdir()}
     pictures = {n for n in names if n.endswith(".png") and n.split("_", 1)[0] in ("best", "median", "worst")}
-    return set(_REPORT_FILES) <= names and not names - set(_REPORT_FILES) - pictures
+    return bool(names & set(_REPORT_FILES)) and not names - set(_REPORT_FILES) - pictures
