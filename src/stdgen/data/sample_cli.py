@@ -123,6 +123,14 @@ def _label(img, text: str):
     return np.asarray(pil).astype(np.float32) / 255.0
 
 
+def _is_old_sample(folder) -> bool:
+    """A folder written by ``data sample`` before outputs carried a marker: ``sheet.png`` and
+    numbered character folders holding a meta.json, nothing else."""
+    names = list(folder.iterdir())
+    return any(p.name == "sheet.png" for p in names) and all(
+        p.name == "sheet.png" or (p.is_dir() and p.name.isdigit() and (p / "meta.json").is_file()) for p in names)
+
+
 def _sample(args: argparse.Namespace) -> int:
     import json
 
@@ -146,7 +154,7 @@ def _sample(args: argparse.Namespace) -> int:
     from stdgen.utils.device import check_device
 
     check_device(args.device)
-    out = claim_output_dir(args.output, "data sample", overwrite=args.overwrite)
+    out = claim_output_dir(args.output, "data sample", overwrite=args.overwrite, recognise=_is_old_sample)
     width = max(4, len(str(args.count - 1)))
     if not args.no_glb:  # refuse before any work, not after the first character
         for i in range(args.count):
