@@ -488,7 +488,7 @@ def test_d13_kill_9_of_the_parent_ends_the_workers(tmp_path):
     proc = _start_workers(tmp_path)
     members = [p for p in group_members(proc.pid) if p != proc.pid]
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=10)
+    proc.wait(timeout=10)  # (not communicate: the workers hold the pipes until they are gone)
     assert wait_for(lambda: not any(alive(p) for p in members), 10), [p for p in members if alive(p)]
 
 

@@ -723,11 +723,7 @@ def folder_status(folder, config: RenderConfig) -> str:
     return "done" if meta.get("render_config") == config.content() else "different"
 
 
-def _init_worker(parent_pid: int | None = None) -> None:
-    from stdgen.utils.process import die_with_parent
-
-    # Ctrl-C is the parent's to handle; the worker ends with the parent, also on kill -9.
-    die_with_parent(parent_pid)
+def _init_worker() -> None:
     # One thread per worker process: the parallelism is across characters.
     torch.set_num_threads(1)
 
@@ -832,10 +828,11 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
                        for s in todo)
             results = _consume(results)
         else:
-            from stdgen.utils.process import start_pool_workers
+            from stdgen.utils.process import pool_worker_init, start_pool_workers
 
-            executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                           initargs=(os.getpid(),))
+            # Workers ignore Ctrl-C (the parent stops them) and end with the parent, also on kill -9.
+            executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=pool_worker_init,
+                                           initargs=(os.getpid(), f"{__name__}:_init_worker"))
             start_pool_workers(executor, workers)
             if dev.type == "cuda":
                 def gpu_results():

@@ -72,3 +72,16 @@ def start_pool_workers(executor, count: int) -> None:
     with children_ignore_sigint():
         for _ in range(count):
             executor.submit(os.getpid)
+
+
+def pool_worker_init(parent_pid: int, init: str | None = None, *args) -> None:
+    """A process pool's ``initializer``: :func:`die_with_parent` first, then ``init``
+    (``"module:function"``, called with ``args``). Naming the real initializer by string keeps this
+    light: a spawned worker unpickles its initializer before running it, and a heavy module there
+    (torch) would leave the worker unwatched for the seconds its import takes."""
+    die_with_parent(parent_pid)
+    if init:
+        import importlib
+
+        module, name = init.split(":")
+        getattr(importlib.import_module(module), name)(*args)
