@@ -41,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-
     from stdgen.errors import StdgenError
     from stdgen.eval.perceptual import PerceptualModels
     from stdgen.eval.protocol import (
