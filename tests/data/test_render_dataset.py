@@ -19,6 +19,7 @@ from stdgen.data.render_dataset import (
 )
 from stdgen.errors import StdgenError
 from stdgen.io.dataset import read_manifest, read_renders
+from stdgen.io.outputs import MARKER_NAME
 from stdgen.render.antialias import antialias_topology_numpy as edge_neighbours
 from stdgen.render.batch import LAYER_ORDER, RenderJob, render_jobs, scene_from_character
 from stdgen.render.camera import GENERATION_AZIMUTHS
@@ -258,7 +259,7 @@ def test_killed_run_resumes(tmp_path):
 
     with pytest.raises(_Crash):
         render_dataset_dir(out, [10, 11, 12], cfg, make=crashing, source="standin", progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["0000010", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MARKER_NAME) == ["0000010", "manifest.json"]
     assert [e["id"] for e in read_manifest(out)["characters"]] == ["0000010"]
     first = (out / "0000010" / "meta.json").stat().st_mtime_ns
     # A hard kill (no clean-up) while writing leaves a temporary folder behind.
@@ -270,7 +271,8 @@ def test_killed_run_resumes(tmp_path):
     assert res["rendered"] == 2 and res["skipped"] == 1 and res["removed_temporaries"] == 1
     assert calls == [11, 12]  # the finished character was not made again
     assert (out / "0000010" / "meta.json").stat().st_mtime_ns == first
-    assert sorted(p.name for p in out.iterdir()) == ["0000010", "0000011", "0000012", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MARKER_NAME) == [
+        "0000010", "0000011", "0000012", "manifest.json"]
     m = read_manifest(out)
     assert [(e["id"], e["seed"], e["split"], e["source"]) for e in m["characters"]] == [
         ("0000010", 10, "train", "standin"), ("0000011", 11, "train", "standin"), ("0000012", 12, "train", "standin")]
@@ -315,7 +317,7 @@ def test_cli_renders_resumes_and_reports_errors(tmp_path, monkeypatch, capsys):
             "--random-views", "1", "--posed-views", "1", "--no-face", "--device", "cpu", "--quiet"]
     assert main(argv) == 0
     assert "rendered 2" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["0000005", "0000006", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MARKER_NAME) == ["0000005", "0000006", "manifest.json"]
     r = read_renders(out / "0000006")
     assert [v["group"] for v in r.views] == ["eval"] * 8 + ["top_bottom"] * 2 + ["random"]
     assert r.posed_rgb.shape == (1, 24, 24, 4) and r.meta["split"] == "train" and r.meta["source"] == "procedural"

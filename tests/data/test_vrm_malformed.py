@@ -177,7 +177,7 @@ def test_cli_reports_bad_files_in_one_line_and_writes_nothing(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if "skipped" in ln]
     assert len(lines) == 1 and "broken.vrm" in lines[0] and "JSON chunk" in lines[0]
     assert "imported 0" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # no half-written folder
+    assert sorted(p.name for p in out.iterdir()) == [".stdgen-output.json", "manifest.json"]  # no half-written folder
 
     r = _cli("export", str(bad), "--format", "vrm", "-o", str(tmp_path / "x.vrm"))
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -70,7 +70,7 @@ def test_user_errors_exit_2_with_one_line_and_no_report(truth_dir, tmp_path, cap
     # The report folder is replaced as a whole: never one holding other things (like the inputs).
     assert main(["eval", str(tmp_path / "pred"), str(truth_dir), "-o", str(tmp_path / "pred")]) == 2
     assert main(["eval", str(tmp_path / "pred"), str(truth_dir), "-o", str(tmp_path)]) == 2
-    assert "holds other things" in capsys.readouterr().err
+    assert "is or holds an input of this run" in capsys.readouterr().err
     assert (tmp_path / "pred" / "a").is_dir()
 
 

@@ -321,7 +321,7 @@ def test_preset_validation():
 def test_write_views_layout(tmp_path):
     import numpy as np
 
-    from stdgen.models.mvdiffusion.cli import write_views
+    from stdgen.commands.multiview_cli import write_views
     from stdgen.utils.io import load_png
 
     rgba = torch.rand(6, 4, 8, 8)

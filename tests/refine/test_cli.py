@@ -30,7 +30,8 @@ def test_refine_writes_glb_picture_and_report(folder, tmp_path, capsys):
                    "--fine-steps", "0", "--resolution", "64", "--texture-size", "256", "--metric-points", "20000",
                    "--quiet"])
     assert status == 0
-    assert sorted(p.name for p in out.iterdir()) == ["before_after.png", "character.glb", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".stdgen-output.json", "before_after.png", "character.glb",
+                                                     "report.json"]
     report = json.loads((out / "report.json").read_text())
     assert set(report["parts"]) == {"body", "clothes", "hair"}
     for entry in report["parts"].values():

@@ -98,11 +98,12 @@ def write_demo(result: DemoResult, character, out_dir: str | Path, *, image_size
     """Write body/clothes/hair/character GLBs, layers.png and section.png into ``out_dir``
     (atomically: the folder appears complete or not at all)."""
     from stdgen.io.glb import write_glb
-    from stdgen.utils.io import atomic_dir, save_png
+    from stdgen.io.outputs import write_output_dir
+    from stdgen.utils.io import save_png
 
     out_dir = Path(out_dir)
     names = []
-    with atomic_dir(out_dir) as tmp:
+    with write_output_dir(out_dir, "layers-demo") as tmp:
         for p in PARTS:
             write_glb({p.key: result.meshes.parts[p]}, tmp / f"{p.key}.glb")
             names.append(f"{p.key}.glb")

@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="surface extractor (default flexicubes)")
     p.add_argument("--face-budget", type=int, default=None, help="decimate each part to this many faces")
     p.add_argument("--image-size", type=int, default=384, help="pixels per panel of layers.png (default 384)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (replaced)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output directory: new, or one this command wrote before (then replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR even if it holds files this command "
+                   "did not make")
     p.set_defaults(func=_layers_demo)
 
 
@@ -38,6 +41,11 @@ def _layers_demo(args: argparse.Namespace) -> int:
         raise StdgenError(f"--image-size must lie between 32 and 2048, got {args.image_size}")
     if args.seed < 0:
         raise StdgenError(f"--seed must be non-negative, got {args.seed}")
+    from stdgen.io.outputs import claim_output_dir
+
+    demo_files = {"body.glb", "clothes.glb", "hair.glb", "character.glb", "layers.png", "section.png"}
+    claim_output_dir(args.output, "layers-demo", overwrite=args.overwrite,
+                     recognise=lambda f: {p.name for p in f.iterdir()} <= demo_files)
     from stdgen.commands.layers_demo import layers_demo, write_demo
     from stdgen.data.procedural import make_character
     from stdgen.geometry.layers import LayerConfig

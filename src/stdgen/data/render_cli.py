@@ -16,6 +16,9 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-light", action="store_true", help="a random key-light direction per character")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--backend", default="auto", help="rasteriser backend: auto, torch, numba, triton")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even if it holds files this command did not make (replacing "
+                   "same-named character folders)")
 
 
 def render_config_from_args(args: argparse.Namespace):
@@ -94,7 +97,8 @@ def _render(args: argparse.Namespace) -> int:
     from stdgen.utils.progress import LazyBar
 
     with LazyBar(partial(tqdm, unit="char", desc="render", disable=args.quiet)) as bar:
-        result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=bar)
+        result = render_dataset_dir(args.output, seeds, config, workers=args.workers, progress=bar,
+                                    overwrite=args.overwrite)
     print(f"rendered {result['rendered']}, already there {result['skipped']}"
           + (f", removed {result['removed_temporaries']} leftovers" if result["removed_temporaries"] else "")
           + f"; manifest {result['manifest']}")

@@ -347,7 +347,7 @@ def folder_status(folder, config: RenderConfig) -> str:
     from pathlib import Path
 
     from stdgen.errors import InputError
-    from stdgen.io.dataset import read_meta
+    from stdgen.io.dataset import missing_files, read_meta
 
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
@@ -356,6 +356,8 @@ def folder_status(folder, config: RenderConfig) -> str:
         meta = read_meta(folder)
     except InputError:
         return "missing"  # unreadable: render it again (atomically replacing it)
+    if missing_files(folder, meta):
+        return "missing"  # incomplete (a file deleted since): render it again
     return "done" if meta.get("render_config") == config.content() else "different"
 
 
@@ -377,28 +379,27 @@ def _bounded(executor, fn, items, workers: int):
     """Yield ``fn(*item)`` results in completion order, keeping at most ``2 * workers`` in flight."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
+    # Work left in flight when the consumer stops is not cancelled here: _consume stops the workers
+    # (cancelled futures of a pool whose workers are killed make CPython 3.11's pool thread raise).
     items = iter(items)
     pending = set()
-    try:
-        while True:
-            while len(pending) < 2 * workers:
-                item = next(items, None)
-                if item is None:
-                    break
-                pending.add(executor.submit(fn, *item))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
-    finally:
-        for f in pending:
-            f.cancel()
+    while True:
+        while len(pending) < 2 * workers:
+            item = next(items, None)
+            if item is None:
+                break
+            pending.add(executor.submit(fn, *item))
+        if not pending:
+            return
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            yield f.result()
 
 
 def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=None,
                        source: str = "procedural", workers: int = 0,
-                       progress: Callable[[int, int], None] | None = None, manifest_every_s: float = 10.0) -> dict:
+                       progress: Callable[[int, int], None] | None = None, manifest_every_s: float = 10.0,
+                       overwrite: bool = False) -> dict:
     """Render characters ``make(seed)`` for ``seeds`` into ``out_dir``, one folder each.
 
     Resumable: folders already rendered with the same settings are skipped, ``.tmp-*`` leftovers
@@ -411,12 +412,15 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     ``make(seed) -> Character`` (A-posed) defaults to :func:`procedural_character`.
     ``progress(done, total)`` is called once before the work (``done`` = folders already there)
     and after each folder written (the CLI draws its bar from it).
+    The output is claimed first (:func:`stdgen.io.outputs.claim_output_dir`): a new or empty folder,
+    or a dataset this command made; a character folder of the same name that is not one (no
+    meta.json) is refused. ``overwrite`` lifts both refusals.
     Returns counts: ``rendered``, ``skipped``, ``removed_temporaries`` and the ``manifest`` path.
     """
+    import os
     import time
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
-    from pathlib import Path
 
     from stdgen.errors import StdgenError
     from stdgen.io.dataset import (
@@ -426,14 +430,16 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
         read_manifest,
         write_manifest,
     )
+    from stdgen.io.outputs import claim_output_dir, claim_subfolder, mark_output_dir
     from stdgen.utils.device import resolve_device
     from stdgen.utils.io import remove_stale_temporaries
 
     make = make or procedural_character
-    out = Path(out_dir)
+    out = claim_output_dir(out_dir, "data render", overwrite=overwrite, recognise=is_dataset_dir)
     if out.exists() and not out.is_dir():
-        raise StdgenError(f"{out}: exists and is not a directory")
+        os.unlink(out)  # --overwrite of a file where the dataset goes
     out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "data render")
     removed = remove_stale_temporaries(out)
     known = {e["id"]: e for e in read_manifest(out)["characters"]}
     entries = {}
@@ -442,7 +448,7 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
 
     todo = []
     for seed in seeds:
-        folder = out / character_folder_name(seed)
+        folder = claim_subfolder(out / character_folder_name(seed), overwrite=overwrite)
         status = folder_status(folder, config)
         if status == "different":
             raise StdgenError(f"{folder} was rendered with other settings than these; "
@@ -462,7 +468,12 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
                        for s in todo)
             results = _consume(results)
         else:
-            executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            from stdgen.utils.process import pool_worker_init, start_pool_workers
+
+            # Workers ignore Ctrl-C (the parent stops them) and end with the parent, also on kill -9.
+            executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=pool_worker_init,
+                                           initargs=(os.getpid(), f"{__name__}:_init_worker"))
+            start_pool_workers(executor, workers)
             if dev.type == "cuda":
                 def gpu_results():
                     made = _bounded(executor, _worker_make, [(make, s, config) for s in todo], workers)
@@ -490,10 +501,36 @@ def render_dataset_dir(out_dir, seeds: list[int], config: RenderConfig, *, make=
     return {"rendered": rendered, "skipped": skipped, "removed_temporaries": removed, "manifest": path}
 
 
+def is_dataset_dir(folder) -> bool:
+    """Whether ``folder`` is a dataset directory (it has a readable ``manifest.json``)."""
+    from stdgen.errors import InputError
+    from stdgen.io.dataset import read_manifest
+
+    try:
+        return (folder / "manifest.json").is_file() and bool(read_manifest(folder))
+    except InputError:
+        return False
+
+
 def _consume(results, executor=None):
-    """Pass results through, shutting the worker pool down (cancelling queued work) at the end."""
+    """Pass results through, shutting the worker pool down (cancelling queued work) at the end.
+    Interrupted (Ctrl-C or an error), the workers are stopped at once rather than left to finish
+    their characters: their half-written folders are ``.tmp-*`` ones, removed by the next run."""
+    finished = False
     try:
         yield from results
+        finished = True
     finally:
         if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            if not finished:
+                _stop_workers(executor)
+            executor.shutdown(wait=True, cancel_futures=finished)
+
+
+def _stop_workers(executor) -> None:
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=5)

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-glb", action="store_true", help="write only the sheet")
     p.add_argument("--device", default="cpu", help="device for rendering the sheet (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even if it holds files this command did not make")
     p.set_defaults(func=_sample)
 
 
@@ -121,9 +123,16 @@ def _label(img, text: str):
     return np.asarray(pil).astype(np.float32) / 255.0
 
 
+def _is_old_sample(folder) -> bool:
+    """A folder written by ``data sample`` before outputs carried a marker: ``sheet.png`` and
+    numbered character folders holding a meta.json, nothing else."""
+    names = list(folder.iterdir())
+    return any(p.name == "sheet.png" for p in names) and all(
+        p.name == "sheet.png" or (p.is_dir() and p.name.isdigit() and (p / "meta.json").is_file()) for p in names)
+
+
 def _sample(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -141,14 +150,22 @@ def _sample(args: argparse.Namespace) -> int:
                           f"--seed-step {args.seed_step} goes past it")
     if not 16 <= args.resolution <= 2048:
         raise StdgenError(f"--resolution must be in [16, 2048], got {args.resolution}")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise StdgenError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    device = str(resolve_device(args.device))
-    config = CharacterConfig(presentation=args.presentation)
+    from stdgen.io.outputs import claim_output_dir, claim_subfolder, mark_output_dir
+    from stdgen.utils.device import check_device
+
+    check_device(args.device)
+    out = claim_output_dir(args.output, "data sample", overwrite=args.overwrite, recognise=_is_old_sample)
     width = max(4, len(str(args.count - 1)))
+    if not args.no_glb:  # refuse before any work, not after the first character
+        for i in range(args.count):
+            claim_subfolder(out / f"{i:0{width}d}", overwrite=args.overwrite)
+    device = str(resolve_device(args.device))
+    if out.exists() and not out.is_dir():
+        out.unlink()  # --overwrite of a file where the folder goes
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "data sample")
+    remove_stale_temporaries(out)
+    config = CharacterConfig(presentation=args.presentation)
     strips, labels = [], []
     for i in tqdm(range(args.count), desc="characters", unit="char", disable=args.quiet):
         seed = args.seed + i * args.seed_step

@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction folders (each with character.glb)")
     p.add_argument("gt", metavar="GT_DIR", nargs="?", help="ground-truth dataset folder (stdgen data render)")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report directory (replaced)")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
+                   help="report directory: new, or an earlier report (then replaced); never an input")
+    p.add_argument("--overwrite", action="store_true", help="replace REPORT_DIR even if it holds files eval did "
+                   "not write (inputs are still refused)")
     p.add_argument("--images", metavar="PICTURES_DIR", help="input pictures, matched to PRED_DIR folders by stem")
     p.add_argument("--masks", metavar="MASKS_DIR", help="masks for pictures without alpha (same stems)")
     p.add_argument("--lpips-weights", metavar="PATH", help="local LPIPS weights (file or directory)")
@@ -38,8 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from stdgen.errors import StdgenError
     from stdgen.eval.perceptual import PerceptualModels
     from stdgen.eval.protocol import (
@@ -58,8 +59,12 @@ def _run(args: argparse.Namespace) -> int:
         raise StdgenError("--masks only goes with --images")
     if args.limit is not None and args.limit < 1:
         raise StdgenError(f"--limit must be at least 1, got {args.limit}")
-    out = Path(args.output).resolve()
-    _check_report_dir(out, args.output)
+    from stdgen.io.outputs import claim_output_dir
+    from stdgen.utils.device import check_device
+
+    check_device(args.device)
+    out = claim_output_dir(args.output, "eval", overwrite=args.overwrite, recognise=_is_old_report,
+                           inputs=[args.pred, args.gt, args.images, args.masks]).resolve()
     device = str(resolve_device(args.device))
     kw = {"device": device, "backend": args.backend, "register": not args.no_register,
           "geometry": not args.no_geometry, "volume": not args.no_volume}
@@ -118,19 +123,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: What a report folder holds; a folder with anything else is not replaced.
+#: What a report folder holds (besides its pictures, named ``<label>_<character>.png``).
 _REPORT_FILES = ("metrics.csv", "summary.md")
 
 
-def _check_report_dir(out, given: str) -> None:
-    """The report folder is replaced as a whole, so it must be new, empty or an earlier report."""
-    from stdgen.errors import StdgenError
-
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise StdgenError(f"-o {given}: exists and is not a directory")
-    other = [p.name for p in out.iterdir() if p.name not in _REPORT_FILES and not (p.is_file() and p.suffix == ".png")]
-    if other:
-        raise StdgenError(f"-o {given}: exists and holds other things ({', '.join(sorted(other)[:3])}); the report "
-                          "folder is replaced as a whole, so give a new or empty folder (or an earlier report)")
+def _is_old_report(folder) -> bool:
+    """A report written before reports carried a marker: only metrics.csv, summary.md and the
+    picked examples' pictures (``best_*.png``, ``median_*.png``, ``worst_*.png``)."""
+    names = {p.name for p in folder.iterdir()}
+    pictures = {n for n in names if n.endswith(".png") and n.split("_", 1)[0] in ("best", "median", "worst")}
+    return bool(names & set(_REPORT_FILES)) and not names - set(_REPORT_FILES) - pictures

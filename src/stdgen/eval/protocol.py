@@ -375,17 +375,13 @@ def _front_of(renders, index: list[int]) -> int:
     return 0
 
 
-def _load_sprite(path: Path, views: int) -> np.ndarray:
-    from stdgen.utils.io import load_png
+def _load_sprite(path: Path, views: int, mode: str = "auto") -> np.ndarray:
+    """A generated-view sheet as (V, H, W, 3|4) uint8, whatever its stored mode (one reader:
+    :func:`stdgen.io.images.read_image`; palettes expanded, grey+alpha and CMYK converted)."""
+    from stdgen.io.images import MAX_WORK_SIDE, read_image
 
-    try:
-        sheet = load_png(path)
-    except OSError as exc:
-        raise InputError(f"{path}: unreadable image ({exc})") from None
-    if sheet.ndim == 2:
-        sheet = np.repeat(sheet[..., None], 3, axis=2)
-    if sheet.dtype != np.uint8:
-        raise InputError(f"{path}: expected an 8-bit image, got {sheet.dtype}")
+    # Views are compared at the dataset's resolution: a sheet far larger than six such views is refused.
+    sheet = read_image(path, mode, max_pixels=views * (4 * MAX_WORK_SIDE) ** 2)
     if sheet.shape[1] % views:
         raise InputError(f"{path}: width {sheet.shape[1]} is not a multiple of its {views} views")
     return np.stack(np.split(sheet, views, axis=1))
@@ -421,7 +417,7 @@ def _evaluate_generated_views(pred_dir: Path, renders, config: EvalConfig, model
     if not has_alpha:
         pred.alpha = true.alpha  # no mask of its own: the masked metrics use the truth's
     if normal_path.is_file():
-        n = _load_sprite(normal_path, views)[..., :3].astype(np.float32) / 255
+        n = _load_sprite(normal_path, views, "RGB").astype(np.float32) / 255
         n = _resize(n, res) * 2 - 1
         length = np.linalg.norm(n, axis=-1, keepdims=True)
         pred.normal = np.where(length > 0.5, n / np.maximum(length, 1e-6), 0).astype(np.float32)
@@ -437,30 +433,31 @@ def _evaluate_generated_views(pred_dir: Path, renders, config: EvalConfig, model
 
 
 # -- input-view fidelity -----------------------------------------------------------------------------
-def load_picture(path: str | Path, mask_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A picture as ``(H, W, 3)`` float32 colour in [0, 1] and its ``(H, W)`` float32 mask (the alpha
-    channel, or the grey levels of ``mask_path``), both padded to a square (transparent)."""
-    from PIL import Image
+def load_picture(path: str | Path, mask_path: str | Path | None = None,
+                 max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A picture as ``(S, S, 3)`` float32 colour in [0, 1] and its ``(S, S)`` float32 mask (the alpha
+    channel, or the grey levels of ``mask_path``), both padded to a square (transparent).
 
+    Read by content in any mode (:func:`stdgen.io.images.read_image`; pictures over its pixel limit
+    are refused before decoding) and shrunk so that ``S`` is at most ``max_side`` (default
+    :data:`stdgen.io.images.MAX_WORK_SIDE`): the evaluation renders at ``S``, never at a huge
+    picture's own size."""
+    from stdgen.io.images import MAX_WORK_SIDE, cap_resolution, read_image
+
+    side_cap = MAX_WORK_SIDE if max_side is None else int(max_side)
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-            arr = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable picture ({exc})") from None
+    arr = read_image(path, "auto")
+    full_size = (arr.shape[1], arr.shape[0])
+    arr = cap_resolution(arr, side_cap)
+    has_alpha = arr.shape[-1] == 4
     rgb = arr[..., :3].astype(np.float32) / 255
     if mask_path is not None:
         mask_path = Path(mask_path)
-        try:
-            with Image.open(mask_path) as m:
-                mask = np.asarray(m.convert("L")).astype(np.float32) / 255
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{mask_path}: unreadable mask ({exc})") from None
-        if mask.shape != rgb.shape[:2]:
-            raise InputError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, the picture "
-                             f"{rgb.shape[1]}x{rgb.shape[0]}")
+        full = read_image(mask_path, "L", what=f"{mask_path} (mask)")
+        if (full.shape[1], full.shape[0]) != full_size:
+            raise InputError(f"{mask_path}: mask is {full.shape[1]}x{full.shape[0]}, the picture "
+                             f"{full_size[0]}x{full_size[1]}")
+        mask = cap_resolution(full, side_cap).astype(np.float32) / 255
     elif has_alpha:
         mask = arr[..., 3].astype(np.float32) / 255
     else:

@@ -373,12 +373,13 @@ def write_report(run: EvalRun, out_dir: str | Path,
     ``images_of(result)`` returns ``(true, pred)`` view sets for a picked character (results of a
     run do not keep images, to bound memory); without it no pictures are drawn.
     """
-    from stdgen.utils.io import atomic_dir, save_png
+    from stdgen.io.outputs import write_output_dir
+    from stdgen.utils.io import save_png
 
     out_dir = Path(out_dir)
     key = headline(run)
     pictures: dict[str, str] = {}
-    with atomic_dir(out_dir) as tmp:
+    with write_output_dir(out_dir, "eval") as tmp:
         (tmp / "metrics.csv").write_text(metrics_csv(run))
         if images_of is not None:
             for label, r in pick_examples(run, key).items():

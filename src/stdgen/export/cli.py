@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("character", metavar="CHARACTER_GLB_OR_DIR", help="character .glb, or a folder with character.glb")
     p.add_argument("--format", choices=("vrm", "glb"), required=True, help="output format")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output file")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE even if stdgen did not write it")
     p.add_argument("--vrm-version", choices=("1.0", "0.x"), default="1.0", help="VRM version (default 1.0)")
     p.add_argument("--material", choices=("mtoon", "unlit"), default="mtoon", help="VRM material (default mtoon)")
     p.add_argument("--title", default=None, help="VRM meta title (default: the character's, else the file name)")
@@ -51,20 +52,29 @@ def _run(args: argparse.Namespace) -> int:
     from stdgen.errors import StdgenError
     from stdgen.export.vrm import VrmMeta, write_vrm
     from stdgen.io.glb import read_character_glb, write_glb
+    from stdgen.io.outputs import claim_output_file
 
     src = Path(args.character)
     glb = _input_glb(src)
+    out = claim_output_file(args.output, "export", overwrite=args.overwrite, inputs=[glb],
+                            recognise=written_by_stdgen)
     character = read_character_glb(glb)
     # A folder made by import-vrm knows where the character came from: keep its meta.
     report = glb.parent / "import.json"
     if report.is_file():
         try:
             rep = json.loads(report.read_text())
-            character.meta["vrm_meta"] = rep.get("meta") or {}
-            character.meta["title"] = (rep.get("meta") or {}).get("name") or (rep.get("meta") or {}).get("title")
-        except ValueError:
-            pass
-    out = Path(args.output)
+        except (ValueError, OSError):
+            rep = None
+        meta = rep.get("meta") if isinstance(rep, dict) else None
+        if isinstance(meta, dict):
+            character.meta["vrm_meta"] = meta
+            title = meta.get("name") or meta.get("title")
+            character.meta["title"] = title if isinstance(title, str) else None
+        else:
+            import sys
+
+            print(f"stdgen: warning: {report}: not an import report (no meta object); ignored", file=sys.stderr)
     if args.format == "glb":
         write_glb(character, out, skinned=character.skeleton is not None)
         print(f"wrote {out}")
@@ -97,3 +107,24 @@ def _user() -> str:
         return getpass.getuser() or "unknown"
     except (KeyError, OSError):
         return "unknown"
+
+
+def written_by_stdgen(path: Path) -> bool:
+    """Whether ``path`` is a binary glTF (GLB / VRM) whose ``asset.generator`` is stdgen's: such a
+    file is an earlier export and may be replaced without ``--overwrite``."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+            if len(head) < 20 or head[:4] != b"glTF":
+                return False
+            length, kind = struct.unpack("<II", head[12:20])
+            if kind != 0x4E4F534A or length > 1 << 26:  # the JSON chunk comes first
+                return False
+            doc = json.loads(f.read(length))
+    except (OSError, ValueError, struct.error):
+        return False
+    gen = doc.get("asset", {}).get("generator", "") if isinstance(doc, dict) else ""
+    return isinstance(gen, str) and gen.startswith("stdgen")

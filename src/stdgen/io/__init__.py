@@ -1,4 +1,4 @@
-"""Files in and out: the one reader and writer of glTF / GLB / VRM and of character folders.
+"""Files in and out: the one reader and writer of glTF / GLB / VRM, of character folders and of pictures.
 
 Modules (imported lazily, so ``import stdgen.io`` stays light):
 
@@ -11,7 +11,11 @@ Modules (imported lazily, so ``import stdgen.io`` stays light):
   (skinned GLB -> Character), and the scene builder the VRM writer uses;
 - :mod:`~stdgen.io.humanoid` VRM humanoid bone names;
 - :mod:`~stdgen.io.dataset` the character-folder format (``read_renders``, ``write_renders``,
-  ``read_meta``, ``list_character_folders``, normal / depth encodings).
+  ``read_meta``, ``list_character_folders``, normal / depth encodings), validated on read;
+- :mod:`~stdgen.io.images` the one image reader for pictures that come from users (``read_image``:
+  by content, any mode to RGB / RGBA, size checked before decoding; ``cap_resolution``);
+- :mod:`~stdgen.io.outputs` one way to claim and write an output path (``claim_output_dir``,
+  ``claim_output_file``, ``write_output_dir``: claimed, never clobbered, written atomically).
 
 Everything here may import :mod:`stdgen.structures` and :mod:`stdgen.render` (cameras), never a
 stage above.
@@ -27,6 +31,9 @@ _LAZY = {
     "write_glb": "glb", "read_glb": "glb", "read_parts": "glb", "read_character_glb": "glb",
     "read_renders": "dataset", "write_renders": "dataset", "read_meta": "dataset",
     "list_character_folders": "dataset", "CharacterRenders": "dataset",
+    "read_image": "images", "image_size": "images", "cap_resolution": "images",
+    "claim_output_dir": "outputs", "claim_output_file": "outputs", "claim_subfolder": "outputs",
+    "write_output_dir": "outputs", "remove_leftovers": "outputs",
 }  # fmt: skip
 
 __all__ = sorted(_LAZY)

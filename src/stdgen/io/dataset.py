@@ -237,30 +237,137 @@ def preview_image(renders: CharacterRenders, size: int = 128) -> np.ndarray:
 
 
 # -- reading ---------------------------------------------------------------------------------------
+#: The largest ``resolution`` a character folder may declare (a sheet is read only if its size
+#: matches the one meta.json declares, so this bounds what a damaged folder can make us decode).
+MAX_RESOLUTION = 8192
+#: Pillow modes each map may be stored in (lossless PNG optimisers may turn RGBA into a palette or
+#: grey+alpha, which convert back exactly); anything else is refused, never reinterpreted.
+_MAP_MODES: dict[str, tuple[str, ...]] = {
+    "rgb": ("RGBA", "LA", "PA", "P"),  # with its alpha: the antialiased mask
+    "lit": ("RGB", "RGBA", "P", "L", "LA", "PA"),
+    "normal": ("RGB", "RGBA", "P"),
+    "depth": ("I;16", "I;16B", "I;16L", "I"),
+    "sem": ("L",),
+}
+_MAP_CONVERT = {"rgb": "RGBA", "lit": "RGB", "normal": "RGB", "depth": "raw", "sem": "raw"}
+#: The labels a ``sem`` sheet may hold: the parts and the background.
+VALID_LABELS = (0, 1, 2, BACKGROUND_LABEL)
+
+
+def _finite_matrix(value, path: Path, what: str) -> None:
+    a = np.asarray(value, dtype=object)
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        m = None
+    if m is None or m.shape != (4, 4) or a.dtype == bool:
+        raise InputError(f"{path}: {what} is not a 4x4 matrix of numbers")
+    if not np.isfinite(m).all():
+        raise InputError(f"{path}: {what} holds a non-finite number (NaN or infinity)")
+
+
+def check_meta(meta, path: str | Path) -> dict:
+    """Check the shape of a character folder's meta.json (parsed): an object with this format and
+    version, a whole ``resolution`` in [1, :data:`MAX_RESOLUTION`], ``layers`` from
+    ``LAYER_SETS``, and a non-empty ``views`` list whose views have a name, a group, finite 4x4
+    ``world_to_cam`` / ``proj`` matrices and finite angles. Raises an InputError naming ``path``
+    and the problem; returns ``meta``."""
+    import math
+
+    path = Path(path)
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: not a JSON object (a {type(meta).__name__})")
+    if meta.get("format") != FORMAT_NAME:
+        raise InputError(f"{path}: not a {FORMAT_NAME} folder (format {meta.get('format')!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise InputError(f"{path}: format version {meta.get('version')}, this stdgen reads {FORMAT_VERSION}")
+    res = meta.get("resolution")
+    if isinstance(res, bool) or not isinstance(res, int | float) or not math.isfinite(res) or res != int(res) \
+            or not 1 <= res <= MAX_RESOLUTION:
+        raise InputError(f"{path}: resolution {res!r} is not a whole number in [1, {MAX_RESOLUTION}]")
+    meta["resolution"] = int(res)
+    layers = meta.get("layers")
+    if not isinstance(layers, list) or not layers or any(layer not in LAYER_SETS for layer in layers):
+        raise InputError(f"{path}: layers {layers!r} is not a list of layer sets from {list(LAYER_SETS)}")
+    views = meta.get("views")
+    if not isinstance(views, list) or not views:
+        raise InputError(f"{path}: views {'missing' if views is None else repr(views)[:40]}: expected a "
+                         "non-empty list of views")
+    for i, v in enumerate(views):
+        if not isinstance(v, dict):
+            raise InputError(f"{path}: views[{i}] is not an object")
+        if not isinstance(v.get("name"), str) or not isinstance(v.get("group"), str):
+            raise InputError(f"{path}: views[{i}] has no name or group")
+        for key in ("azimuth", "elevation"):
+            x = v.get(key, 0.0)
+            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+                raise InputError(f"{path}: views[{i}] ({v['name']}) {key} {x!r} is not a finite number")
+        for key in ("world_to_cam", "proj"):
+            _finite_matrix(v.get(key), path, f"views[{i}] ({v['name']}) {key}")
+        if not isinstance(v.get("orthographic", False), bool):
+            raise InputError(f"{path}: views[{i}] ({v['name']}) orthographic is not true or false")
+    posed = meta.get("posed")
+    if posed is not None and not isinstance(posed, list):
+        raise InputError(f"{path}: posed is not a list")
+    return meta
+
+
 def read_meta(folder: str | Path) -> dict:
+    """A character folder's meta.json, checked (:func:`check_meta`); a damaged one is an InputError
+    naming the file and the problem."""
     folder = Path(folder)
     path = folder / "meta.json"
     if not path.is_file():
         raise InputError(f"{folder}: not a character folder (no meta.json)")
     try:
         meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{path}: malformed JSON ({exc})") from None
-    if meta.get("format") != FORMAT_NAME:
-        raise InputError(f"{path}: not a {FORMAT_NAME} folder (format {meta.get('format')!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise InputError(f"{path}: format version {meta.get('version')}, this stdgen reads {FORMAT_VERSION}")
-    return meta
+    return check_meta(meta, path)
+
+
+def read_sheet(path: Path, map_name: str, views: int, resolution: int) -> np.ndarray:
+    """One sprite sheet of a map, checked and decoded to its stored values: (V, H, W[, C]).
+
+    The file must be a PNG of exactly ``views * resolution`` x ``resolution`` pixels (checked before
+    decoding), stored in a mode the map allows; ``sem`` labels must be parts or the background."""
+    from PIL import Image
+
+    from stdgen.io.images import has_alpha, read_image
+
+    if not path.is_file():
+        raise InputError(f"{path}: missing")
+    try:
+        with Image.open(path) as im:
+            mode, alpha = im.mode, has_alpha(im)
+    except Exception:  # unreadable or refused: read_image names the problem below
+        mode, alpha = None, True
+    if mode is not None and mode not in _MAP_MODES[map_name]:
+        raise InputError(f"{path}: stored as {mode} pixels; a {map_name} sheet is "
+                         f"{' / '.join(_MAP_MODES[map_name][:2])}")
+    if map_name == "rgb" and not alpha:
+        raise InputError(f"{path}: has no alpha channel (the mask); an rgb sheet is RGBA")
+    arr = read_image(path, _MAP_CONVERT[map_name], formats=("PNG",),
+                     expect_size=(views * resolution, resolution), max_pixels=views * resolution * resolution)
+    if map_name == "sem":
+        bad = ~np.isin(arr, VALID_LABELS)
+        if bad.any():
+            raise InputError(f"{path}: label {int(arr[bad][0])} is not a part (0 body, 1 clothes, 2 hair) or "
+                             f"the background ({BACKGROUND_LABEL})")
+    return _unsprite(arr, views, path)
 
 
 def read_renders(folder: str | Path, layers: tuple[str, ...] | None = None,
-                 maps: tuple[str, ...] | None = None) -> CharacterRenders:
-    """Read a character folder (all layers and maps unless narrowed)."""
-    from stdgen.utils.io import load_png
-
+                 maps: tuple[str, ...] | None = None, *, posed: bool | None = None) -> CharacterRenders:
+    """Read a character folder (all layers and maps unless narrowed), checked: meta.json's shape,
+    each sheet's file type, mode and size against meta.json, and the labels. ``posed``: read
+    ``posed_rgb.png`` too (default: only when the whole folder is read). Any damage is an
+    InputError naming the file and the problem."""
     folder = Path(folder)
     meta = read_meta(folder)
     views = meta["views"]
+    res = meta["resolution"]
+    whole = layers is None and maps is None
     layers = tuple(meta["layers"]) if layers is None else layers
     maps = MAPS if maps is None else maps
     out: dict[str, LayerRenders] = {}
@@ -269,23 +376,34 @@ def read_renders(folder: str | Path, layers: tuple[str, ...] | None = None,
             raise InputError(f"{folder}: has no {layer!r} renders (has {meta['layers']})")
         r = LayerRenders()
         for m in maps:
-            path = folder / f"{layer}_{m}.png"
-            if not path.is_file():
-                raise InputError(f"{path}: missing")
-            try:
-                arr = _unsprite(load_png(path), len(views), path)
-            except OSError as exc:
-                raise InputError(f"{path}: unreadable PNG ({exc})") from None
+            arr = read_sheet(folder / f"{layer}_{m}.png", m, len(views), res)
             if m == "normal":
                 arr = decode_normal(arr)
             elif m == "depth":
                 arr = decode_depth(arr)
             setattr(r, m, arr)
         out[layer] = r
-    posed = None
-    if (folder / "posed_rgb.png").is_file() and meta.get("posed"):
-        posed = _unsprite(load_png(folder / "posed_rgb.png"), len(meta["posed"]), folder / "posed_rgb.png")
-    return CharacterRenders(views=views, layers=out, meta=meta, posed_rgb=posed)
+    posed_rgb = None
+    if (whole if posed is None else posed) and meta.get("posed") and (folder / "posed_rgb.png").is_file():
+        posed_rgb = read_sheet(folder / "posed_rgb.png", "rgb", len(meta["posed"]), res)
+    return CharacterRenders(views=views, layers=out, meta=meta, posed_rgb=posed_rgb)
+
+
+def missing_files(folder: str | Path, meta: dict | None = None) -> list[str]:
+    """The files a complete character folder has that ``folder`` lacks (every layer and map its
+    meta.json lists, ``character.glb``, ``posed_rgb.png`` if it has posed renders); an unreadable
+    meta.json counts as missing."""
+    folder = Path(folder)
+    if meta is None:
+        try:
+            meta = read_meta(folder)
+        except InputError:
+            return ["meta.json"]
+    names = [f"{layer}_{m}.png" for layer in meta["layers"] for m in meta.get("maps", MAPS)]
+    names.append("character.glb")
+    if meta.get("posed"):
+        names.append("posed_rgb.png")
+    return [n for n in names if not (folder / n).is_file()]
 
 
 def character_folder_name(seed: int) -> str:
@@ -303,8 +421,12 @@ def read_manifest(dataset: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: malformed JSON ({exc})") from None
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("characters"), list):
-        raise InputError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT \
+            or not isinstance(manifest.get("characters"), list):
+        raise InputError(f"{path}: not a {MANIFEST_FORMAT} manifest (an object with format "
+                         f"{MANIFEST_FORMAT!r} and a list of characters)")
+    if any(not isinstance(e, dict) or not isinstance(e.get("id"), str) for e in manifest["characters"]):
+        raise InputError(f"{path}: an entry of characters is not an object with an id")
     return manifest
 
 

@@ -78,8 +78,10 @@ class AtlasWorker:
             raise _HelperGone("no atlas helper")
         try:
             if self._proc is None:
+                # Its own process group: a Ctrl-C at the terminal goes to this process only, which
+                # then closes the helper's input (the helper also ends if this process is killed).
                 self._proc = subprocess.Popen([sys.executable, "-m", "stdgen.refine.atlas"], stdin=subprocess.PIPE,
-                                              stdout=subprocess.PIPE)
+                                              stdout=subprocess.PIPE, process_group=0)
             pickle.dump(args, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
             answer = pickle.load(self._proc.stdout)
@@ -103,7 +105,9 @@ class AtlasWorker:
     def __enter__(self) -> AtlasWorker:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._proc is not None:
+            self._proc.kill()  # interrupted or failed: do not wait for an atlas nobody will use
         self.close()
 
 
@@ -143,4 +147,8 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    from stdgen.utils.process import die_with_parent
+
+    # Ctrl-C is the parent's (no traceback from here); end with the parent, also on kill -9.
+    die_with_parent()
     _serve()

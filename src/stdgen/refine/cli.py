@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "extracting the three layers.",
     )
     p.add_argument("character_dir", metavar="CHARACTER_DIR", help="a character folder (meta.json, renders)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output directory (replaced whole)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                   help="output directory: new, or one refine wrote before (then replaced whole); never an input")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR even if it holds files refine did "
+                   "not write (inputs are still refused)")
     p.add_argument("--coarse", metavar="MESH_DIR", default=None,
                    help="coarse meshes to refine: body.obj / clothes.obj / hair.obj (or .ply, .glb), or one .glb "
                    "with nodes body, clothes, hair")
@@ -52,6 +55,13 @@ def _refine(args: argparse.Namespace) -> int:
         raise StdgenError(f"--resolution must be between 32 and 4096, got {args.resolution}")
     if args.fine_steps is not None and not 0 <= args.fine_steps <= 10000:
         raise StdgenError(f"--fine-steps must be between 0 and 10000, got {args.fine_steps}")
+    from stdgen.io.outputs import claim_output_dir
+    from stdgen.utils.device import check_device
+
+    check_device(args.device)
+    claim_output_dir(args.output, "refine", overwrite=args.overwrite, inputs=[folder, args.coarse],
+                     recognise=lambda f: {p.name for p in f.iterdir()} <= {"before_after.png", "character.glb",
+                                                                              "report.json"})
     device = resolve_device(args.device)
     cfg = PipelineConfig()
     for part in PARTS:

@@ -194,4 +194,8 @@ def _read_single(path: Path, part: Part) -> Mesh:
         raise InputError(f"{path}: unreadable mesh ({type(exc).__name__}: {exc})") from None
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise InputError(f"{path}: holds no triangles")
-    return Mesh(np.asarray(loaded.vertices), np.asarray(loaded.faces), label=part, name=part.key)
+    vertices = np.asarray(loaded.vertices)
+    if not np.isfinite(vertices).all():
+        bad = int((~np.isfinite(vertices).all(axis=1)).sum())
+        raise InputError(f"{path}: {bad} vertices with a non-finite coordinate (NaN or infinity)")
+    return Mesh(vertices, np.asarray(loaded.faces), label=part, name=part.key)

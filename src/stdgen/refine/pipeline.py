@@ -130,7 +130,8 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
 
     from stdgen.io.dataset import read_renders
     from stdgen.io.glb import write_glb
-    from stdgen.utils.io import atomic_dir, save_png
+    from stdgen.io.outputs import write_output_dir
+    from stdgen.utils.io import save_png
 
     cfg = config or PipelineConfig()
     folder = Path(character_dir)
@@ -240,7 +241,9 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
         "config": _plain(asdict(cfg)),
     }
     picture = before_after_picture(coarse, refined, true, cfg.picture_resolution)
-    with atomic_dir(out_dir) as tmp:
+    # The caller claims out_dir (stdgen.io.outputs.claim_output_dir); a killed earlier run's
+    # .tmp-<out>.* leftovers are removed here.
+    with write_output_dir(out_dir, "refine") as tmp:
         write_glb({p.key: textured[p] for p in textured}, tmp / "character.glb")
         save_png(tmp / "before_after.png", picture)
         (tmp / "report.json").write_text(json.dumps(report, indent=1))

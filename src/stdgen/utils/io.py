@@ -79,15 +79,24 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
             if not overwrite:
                 raise FileExistsError(path)
             old = path.with_name(TMP_PREFIX + "old-" + path.name)
-            shutil.rmtree(old, ignore_errors=True)
+            remove_path(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            remove_path(old)  # a file where the folder goes is removed too, not left behind hidden
         else:
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, link or folder tree if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:
@@ -98,10 +107,7 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> int:
     n = 0
     for p in directory.iterdir():
         if p.name.startswith(TMP_PREFIX):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            remove_path(p)
             n += 1
     return n
 

@@ -115,6 +115,12 @@ def import_status(folder: Path, digest: str, config_content: dict) -> str:
         rep = json.loads(report.read_text())
     except (InputError, ValueError):
         return "missing"  # unreadable: import it again (atomically replacing the folder)
+    if not isinstance(rep, dict):
+        return "missing"  # damaged: import it again
+    from stdgen.io.dataset import missing_files
+
+    if missing_files(folder, meta):
+        return "missing"  # incomplete: import it again
     same = rep.get("sha256") == digest and meta.get("render_config") == config_content
     return "done" if same else "different"
 
@@ -165,10 +171,15 @@ def _run(args: argparse.Namespace) -> int:
     if not files:
         reasons = "; ".join(f"{i}: {r}" for i, r in bad) or "nothing given"
         raise StdgenError(f"no VRM files to import ({reasons})")
-    out = Path(args.output)
+    from stdgen.data.render_dataset import is_dataset_dir
+    from stdgen.io.outputs import claim_output_dir, claim_subfolder, mark_output_dir
+
+    # Only character subfolders are written (never DIR as a whole), so DIR may hold the inputs.
+    out = claim_output_dir(args.output, "data import-vrm", overwrite=args.overwrite, recognise=is_dataset_dir)
     if out.exists() and not out.is_dir():
-        raise StdgenError(f"{out}: exists and is not a directory")
+        out.unlink()  # --overwrite of a file where the dataset goes
     out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "data import-vrm")
     remove_stale_temporaries(out)
     known = {e["id"]: e for e in read_manifest(out)["characters"]}
     entries = {f.name: known.get(f.name) or manifest_entry(f) for f in list_character_folders(out)}
@@ -179,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(files), unit="file", desc="import-vrm", disable=args.quiet)
     try:
         for path, name in zip(files, folder_names(files)):
-            folder = out / name
+            folder = claim_subfolder(out / name, ("meta.json", IMPORT_REPORT), overwrite=args.overwrite)
             try:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError as exc:
