@@ -56,3 +56,21 @@ def test_reconstruct_errors(weights, dataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "slrm" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+    assert main(["reconstruct", str(dataset / "0900000"), "-o", str(tmp_path / "o"), "--device", "banana"]) == 2
+    assert "--device" in capsys.readouterr().err
+
+
+def test_reconstruct_never_clobbers(weights, dataset, tmp_path, capsys):
+    """A folder it did not make is refused; the input folder even with --overwrite; its own is replaced."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    args = ["--weights", str(weights), "--grid", "32", "--device", "cpu"]
+    assert main(["reconstruct", str(dataset / "0900000"), "-o", str(mine), *args]) == 2
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert main(["reconstruct", str(dataset / "0900000"), "-o", str(dataset / "0900000"), "--overwrite", *args]) == 2
+    assert (dataset / "0900000" / "meta.json").is_file()
+    capsys.readouterr()
+    out = tmp_path / "pred"
+    assert main(["reconstruct", str(dataset / "0900000"), "-o", str(out), *args]) == 0
+    assert main(["reconstruct", str(dataset / "0900000"), "-o", str(out), *args]) == 0

@@ -166,19 +166,18 @@ def preview_picture(character, size: int = 256, device="cpu") -> np.ndarray:
 
 def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", grid: int = 128, overwrite=False,
         progress=None) -> list[dict]:
-    """Reconstruct each input into ``output`` (one input: the folder itself; a dataset: a subfolder per
-    character). Returns the reports."""
+    """Reconstruct each input into ``output`` (one character input: the folder itself; a dataset or
+    several inputs: a subfolder per character). Every prediction folder is claimed first (a new path,
+    or one this command wrote; anything else needs ``overwrite``, and inputs are never written over)
+    and written atomically. Returns the reports."""
     from PIL import Image
 
     from stdgen.io.glb import write_glb
+    from stdgen.io.outputs import claim_output_dir, write_output_dir
     from stdgen.models.slrm import SLRM
     from stdgen.models.slrm.reconstruct import ReconstructConfig
-    from stdgen.utils.io import atomic_dir
     from stdgen.weights import find_weights
 
-    wdir = find_weights("slrm", weights_dir)
-    model = SLRM.from_pretrained(wdir, device=device)
-    config = ReconstructConfig(grid_resolution=grid)
     jobs: list[tuple[Path, Path]] = []
     for inp in inputs:
         if (inp / "meta.json").is_file() or any(inp.glob("0.png")) or any(inp.glob("0.jpg")):
@@ -190,6 +189,11 @@ def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", gri
             jobs += [(c, output / c.name) for c in chars]
         else:
             raise StdgenError(f"{inp}: not a folder")
+    for _, dst in jobs:
+        claim_output_dir(dst, "reconstruct", overwrite=overwrite, inputs=inputs)
+    wdir = find_weights("slrm", weights_dir)
+    model = SLRM.from_pretrained(wdir, device=device)
+    config = ReconstructConfig(grid_resolution=grid)
     reports = []
     for k, (src, dst) in enumerate(jobs):
         t0 = time.perf_counter()
@@ -208,7 +212,7 @@ def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", gri
                   "seconds": {"read": round(t_read, 3), **{n: round(v, 3) for n, v in out.seconds.items()}}}
         t0 = time.perf_counter()
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_dir(dst, overwrite=True) as tmp:
+        with write_output_dir(dst, "reconstruct") as tmp:
             present = {n: m for n, m in parts.items() if m is not None and len(m.faces)}
             write_glb(present, tmp / "character.glb")
             for n, m in present.items():

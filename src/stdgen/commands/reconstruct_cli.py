@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=128, help="extraction grid resolution (default 128)")
     p.add_argument("--weights", metavar="DIR", default=None, help="weights folder holding slrm/ (default: bundled)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output folder this command did not make (inputs are never written over)")
     p.set_defaults(func=_reconstruct)
 
 
@@ -30,6 +32,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from stdgen.errors import StdgenError
     from stdgen.utils.device import resolve_device
 
+    from stdgen.utils.device import check_device
+
+    check_device(args.device)
     if not 16 <= args.grid <= 512:
         raise StdgenError(f"--grid must be between 16 and 512, got {args.grid}")
     inputs = [Path(i) for i in args.inputs]
@@ -46,7 +51,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
     try:
         reports = run(inputs, Path(args.output), weights_dir=args.weights, device=device, grid=args.grid,
-                      progress=progress)
+                      overwrite=args.overwrite, progress=progress)
     finally:
         bar.close()
     for r in reports:
