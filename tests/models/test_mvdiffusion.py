@@ -344,7 +344,7 @@ def test_multiview_cli_errors(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     assert main(["multiview", str(bad), "-o", str(tmp_path / "o")]) == 2
-    assert "not a readable image" in capsys.readouterr().err
+    assert "not a picture" in capsys.readouterr().err
     assert main(["multiview", str(bad), "-o", str(tmp_path / "o"), "--steps", "0"]) == 2
 
 

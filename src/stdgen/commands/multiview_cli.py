@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="DIR", default=None,
                    help="weights directory holding mvdiff/ (default: $STDGEN_WEIGHTS, then the bundled weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output folder this command did not make (the input is never written over)")
     p.set_defaults(func=_multiview)
 
 
@@ -43,13 +45,15 @@ def _multiview(args: argparse.Namespace) -> int:
         raise StdgenError(f"--guidance must be between 1 and 20, got {args.guidance}")
     if args.resolution is not None and not 16 <= args.resolution <= 2048:
         raise StdgenError(f"--resolution must be between 16 and 2048, got {args.resolution}")
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(src) as im:
-            image = im.convert("RGBA") if "A" in im.getbands() or im.mode == "P" else im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise StdgenError(f"{src}: not a readable image ({exc})") from exc
+    from stdgen.io.images import cap_resolution, read_image
+    from stdgen.io.outputs import claim_output_dir
+    from stdgen.utils.device import check_device
+
+    check_device(args.device)
+    claim_output_dir(args.output, "multiview", overwrite=args.overwrite, inputs=[src])
+    image = Image.fromarray(cap_resolution(read_image(src, "auto")))  # one reader for every picture
 
     from stdgen.models.mvdiffusion.model import MultiViewDiffusion
     from stdgen.utils.device import resolve_device
@@ -90,13 +94,14 @@ def write_views(out_dir, rgba, normal) -> None:
     (the folder appears whole or not at all)."""
     import numpy as np
 
-    from stdgen.utils.io import atomic_dir, image_grid, save_png
+    from stdgen.io.outputs import write_output_dir
+    from stdgen.utils.io import image_grid, save_png
 
     row = lambda x: np.concatenate(list(x.permute(0, 2, 3, 1).float().numpy()), axis=1)
     rgb_row, normal_row = row(rgba), row(normal)
     over = rgb_row[..., :3] * rgb_row[..., 3:] + (1 - rgb_row[..., 3:])
     views = [list(np.split(over, 6, axis=1)), list(np.split(normal_row, 6, axis=1))]
-    with atomic_dir(out_dir) as tmp:
+    with write_output_dir(out_dir, "multiview") as tmp:
         save_png(tmp / "rgb.png", rgb_row)
         save_png(tmp / "normal.png", normal_row)
         save_png(tmp / "views.png", image_grid(views))

@@ -80,7 +80,7 @@ def read_views(folder: Path, size: int, normals: bool = False) -> ViewSet:
 def read_view_folder(folder: Path, size: int) -> ViewSet:
     """Six pictures named by azimuth; the framing is unknown, so the result is in the normalised frame
     scaled to a 1.6 m tall character (``half_size`` 0.88 m: height = 91 % of the image)."""
-    from PIL import Image
+    from stdgen.io.images import read_image
 
     imgs = []
     for name in GEN_NAMES:
@@ -88,12 +88,7 @@ def read_view_folder(folder: Path, size: int) -> ViewSet:
                 if p.stem == name and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
         if not hits:
             raise StdgenError(f"{folder}: no picture named {name}.png (need the six views {', '.join(GEN_NAMES)})")
-        try:
-            with Image.open(hits[0]) as im:
-                im.load()
-                rgba = np.asarray(im.convert("RGBA"))
-        except OSError as exc:
-            raise StdgenError(f"{hits[0]}: unreadable picture ({exc})") from None
+        rgba = read_image(hits[0], "RGBA")
         if rgba.shape[0] != rgba.shape[1]:
             raise StdgenError(f"{hits[0]}: expected a square picture, got {rgba.shape[1]}x{rgba.shape[0]}")
         imgs.append(_resize(_over_white(rgba)[None], size)[0])

@@ -30,9 +30,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
     from stdgen.commands.reconstruct import run
     from stdgen.errors import StdgenError
-    from stdgen.utils.device import resolve_device
-
-    from stdgen.utils.device import check_device
+    from stdgen.utils.device import check_device, resolve_device
 
     check_device(args.device)
     if not 16 <= args.grid <= 512:
