@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N characters")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--backend", default="auto", help="rasteriser visibility backend")
+    p.add_argument("--truth", choices=("render", "stored"), default="render",
+                   help="render: the truth's views are rendered from its character.glb exactly as the prediction's "
+                   "(default; truth against itself scores 1); stored: the dataset folder's stored renders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
@@ -62,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_report_dir(out, args.output)
     device = str(resolve_device(args.device))
     kw = {"device": device, "backend": args.backend, "register": not args.no_register,
-          "geometry": not args.no_geometry, "volume": not args.no_volume}
+          "geometry": not args.no_geometry, "volume": not args.no_volume, "truth": args.truth}
     if args.points is not None:
         kw["points"] = args.points
     if args.max_shift is not None:
@@ -74,7 +78,9 @@ def _run(args: argparse.Namespace) -> int:
     models = PerceptualModels.load(args.lpips_weights, args.inception_weights, args.clip_weights, device)
 
     if args.images:
-        run = evaluate_pictures(args.pred, args.images, args.masks, config, models, limit=args.limit)
+        with _Bar("picture", args.quiet) as bar:
+            run = evaluate_pictures(args.pred, args.images, args.masks, config, models, limit=args.limit,
+                                    on_progress=bar.update)
         pairs = {r.name: r for r in run.results}
         from stdgen.eval.protocol import match_pictures
 
@@ -85,7 +91,8 @@ def _run(args: argparse.Namespace) -> int:
             again = evaluate_input_view(p, pic, m, config, None, keep_images=True)
             return again.true_views, again.pred_views
     else:
-        run = evaluate_dataset(args.pred, args.gt, config, models, limit=args.limit)
+        with _Bar("char", args.quiet) as bar:
+            run = evaluate_dataset(args.pred, args.gt, config, models, limit=args.limit, on_progress=bar.update)
         pairs = {r.name: r for r in run.results}
         from stdgen.eval.protocol import match_characters
 
@@ -107,6 +114,30 @@ def _run(args: argparse.Namespace) -> int:
           f"only in predictions {len(run.only_pred)}, only on the other side {len(run.only_true)}")
     print(f"wrote {out / 'metrics.csv'}, {out / 'summary.md'}")
     return 0
+
+
+class _Bar:
+    """A tqdm bar fed by the evaluation's ``on_progress`` callback; closed (its line ended) before an error
+    propagates, so the error gets its own line."""
+
+    def __init__(self, unit: str, quiet: bool) -> None:
+        self.unit, self.quiet, self.bar = unit, quiet, None
+
+    def update(self, name: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="eval", unit=self.unit)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 #: What a report folder holds; a folder with anything else is not replaced.
