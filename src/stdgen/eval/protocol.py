@@ -54,6 +54,7 @@ from stdgen.eval.geometry import DEFAULT_POINTS, DEFAULT_THRESHOLDS, character_g
 from stdgen.eval.registration import horizontal_shifts, shift_images
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS, Part
+from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 #: File name of the predicted character in a prediction folder (and of the truth in a dataset folder).
 CHARACTER_FILE = "character.glb"
@@ -68,42 +69,51 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalConfig:
-    """Settings of an evaluation run.
+class EvalConfig(ConfigMixin):
+    """Settings of an evaluation run (round-trips through ``to_dict`` / ``from_dict``)."""
 
-    ``background`` grey level images are composited on for SSIM / PSNR / LPIPS / CLIP / FID (white,
-    as the paper's renders); ``register`` aligns 3D renders by horizontal mask registration, within
-    ``max_shift`` times the image width; ``geometry`` computes Chamfer / F-score / normal
-    consistency with ``points`` samples per character at ``thresholds`` (fractions of the true
-    height); ``volume`` computes clothes hollowness (grid of ``hollowness_resolution`` along the
-    body's longest side) and layer penetration; ``margin`` frames input-view renders like the
-    dataset's views; ``device`` / ``backend`` where and how to render.
-    """
-
+    #: Grey level images are composited on for SSIM / PSNR / LPIPS / CLIP / FID (white, as the paper's).
     background: float = 1.0
+    #: Align 3D renders by horizontal mask registration...
     register: bool = True
+    #: ...within this fraction of the image width.
     max_shift: float = 0.25
+    #: Chamfer / F-score / normal consistency...
     geometry: bool = True
+    #: ...with this many surface samples per character...
     points: int = DEFAULT_POINTS
+    #: ...at these F-score thresholds (fractions of the true height).
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    #: Clothes hollowness and layer penetration...
     volume: bool = True
+    #: ...on a grid of this many cells along the body's longest side.
     hollowness_resolution: int = 64
+    #: Input-view renders are framed like the dataset's views, with this margin.
     margin: float = 1.1
+    #: Where to render and compare.
     device: str = "cpu"
+    #: The rasteriser's visibility backend.
     backend: str = "auto"
+    #: Seed of the surface sampling.
     seed: int = 0
     #: ``"render"``: the truth's views are rendered from its ``character.glb`` through the same path as
     #: the prediction's (truth against itself scores exactly 1); ``"stored"``: the folder's stored renders.
     truth: str = "render"
 
     def __post_init__(self) -> None:
-        if self.truth not in ("render", "stored"):
-            raise ValueError(f"truth: expected 'render' or 'stored', got {self.truth!r}")
-        if not 0 <= self.max_shift <= 1:
-            raise ValueError(f"max_shift must be a fraction of the width in [0, 1], got {self.max_shift}")
-        if self.points < 100:
-            raise ValueError(f"points must be at least 100, got {self.points}")
         self.thresholds = tuple(float(t) for t in self.thresholds)
+        check_range(self, "background", 0, 1)
+        check_choice(self, "register", (True, False))
+        check_range(self, "max_shift", 0, 1)
+        check_choice(self, "geometry", (True, False))
+        check_range(self, "points", 100, 100_000_000, integer=True)
+        if not self.thresholds or not all(0 < t <= 1 for t in self.thresholds):
+            raise ValueError(f"EvalConfig.thresholds: expected fractions in (0, 1], got {self.thresholds}")
+        check_choice(self, "volume", (True, False))
+        check_range(self, "hollowness_resolution", 8, 1024, integer=True)
+        check_range(self, "margin", 1, 10)
+        check_range(self, "seed", 0, None, integer=True)
+        check_choice(self, "truth", ("render", "stored"))
 
 
 @dataclass
