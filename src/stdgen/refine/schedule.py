@@ -256,7 +256,8 @@ def stage_loss(x, tri, edges, edge_len, fixed: FixedLayers, targets: StageTarget
 
 
 # -- one stage ----------------------------------------------------------------------------------------------------
-def _stage_targets(targets: StageTargets, resolution: int, points: np.ndarray, cfg: StageConfig, dev) -> StageTargets:
+def _stage_targets(targets: StageTargets, resolution: int, points: np.ndarray | torch.Tensor, cfg: StageConfig,
+                   dev) -> StageTargets:
     """``targets`` resampled to ``resolution`` (area averages) and, if asked, cropped around ``points``."""
     if targets.resolution != (resolution, resolution):
         targets = make_targets(targets.cameras, targets.mask, targets.normal, part_mask=targets.part_mask,
