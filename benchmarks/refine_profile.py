@@ -39,6 +39,7 @@ def override_config(cfg, assignments: list[str]) -> None:
             if not hasattr(obj, path[-1]):
                 raise SystemExit(f"--set: {key}: no field {path[-1]!r}")
             setattr(obj, path[-1], value)
+    cfg.validate()  # setattr skips the configs' checks
 
 
 def main(argv=None) -> None:
