@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--figures", default=None, metavar="DIR",
                     help="also write the README pictures refine-*.png of the first character into DIR")
     ap.add_argument("--set", nargs="*", default=[], metavar="STAGE.FIELD=VALUE",
-                    help="PipelineConfig overrides, as in refine_profile.py (e.g. '*.remesh_every=4')")
+                    help="RefineConfig overrides, as in refine_profile.py (e.g. '*.remesh_every=4')")
     ap.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
                     help="only combine the quality entries of earlier runs' results files and print the tables")
     args = ap.parse_args(argv)
@@ -167,16 +167,17 @@ def main(argv=None) -> int:
         runs_ = [json.loads(Path(f).read_text()) for f in args.merge]
         merged = {"device": runs_[0]["device"], "card": runs_[0]["card"], "merged": args.merge,
                   "quality": [q for r in runs_ for q in r["quality"]]}
-        from stdgen.refine.pipeline import PipelineConfig
+        from stdgen.refine.core import RefineConfig
 
-        report_quality(merged, PipelineConfig().metric_points, merged["card"], timing=True)
+        report_quality(merged, RefineConfig().report.metric_points, merged["card"], timing=True)
         if args.out:
             Path(args.out).write_text(json.dumps(merged, indent=1))
         return 0
     import torch
 
     from refine_profile import override_config
-    from stdgen.refine.pipeline import PipelineConfig, refine_folder
+    from stdgen.refine.core import RefineConfig
+    from stdgen.refine.folder import refine_folder
     from stdgen.utils.device import resolve_device
 
     if args.threads:
@@ -190,20 +191,21 @@ def main(argv=None) -> int:
 
     results: dict = {"device": str(device), "card": card, "threads": torch.get_num_threads(), "timing": {},
                      "quality": []}
-    cfg = PipelineConfig()
+    cfg = RefineConfig()
     override_config(cfg, args.set)
     results["overrides"] = args.set
     # -- timing ---------------------------------------------------------------------------------------
     runs = []
     # Timing runs skip the metrics but the last (they run after the clock stops anyway, on the CPU).
-    timing_cfg = PipelineConfig(metrics=False)
+    timing_cfg = RefineConfig()
+    timing_cfg.report.metrics = False
     override_config(timing_cfg, args.set)
     last_report = None
     for i in range(args.timing_runs + 1 if args.timing_runs else 0):
         last = i == args.timing_runs
         # The last run also measures the geometry (after its clock stops): the quality pass reuses it.
         report = refine_folder(folders[0], work / "out" / (folders[0].name if last else f"timing-{i}"),
-                               device=device, config=cfg if last else timing_cfg, progress=False)
+                               device=device, config=cfg if last else timing_cfg)
         last_report = report if last else None
         if i > 0:
             runs.append(report)
@@ -230,14 +232,14 @@ def main(argv=None) -> int:
             if folder == folders[0] and last_report is not None:
                 report = last_report
             else:
-                report = refine_folder(folder, work / "out" / folder.name, device=device, config=cfg, progress=False)
+                report = refine_folder(folder, work / "out" / folder.name, device=device, config=cfg)
             results["quality"].append({"character": folder.name, "parts": report["parts"],
                                        "seconds": report["seconds"], "cpu_seconds": report["cpu_seconds"]})
             print(f"{folder.name} ({report['seconds']['total']:.0f} s): " + ", ".join(
                 f"{p} {e['chamfer_before']:.5f}->{e['chamfer_after']:.5f} "
                 f"NC {e['normal_consistency_before']:.3f}->{e['normal_consistency_after']:.3f}"
                 for p, e in report["parts"].items() if e.get("chamfer_before") is not None), file=sys.stderr)
-        report_quality(results, cfg.metric_points, card, timing=not runs)
+        report_quality(results, cfg.report.metric_points, card, timing=not runs)
     if args.figures:
         figures(folders[0], work / "out" / folders[0].name, Path(args.figures))
     out = Path(args.out) if args.out else work / f"results-{device.type}.json"

@@ -8,7 +8,7 @@ loss's nearest-neighbour lookup, part of forward), backward, update (the optimis
 explicit_target, dilation; then the texture bake per part (atlas = xatlas, bake = the rest).
 The first run includes compilation and start-up; the last run is printed. ``--trace`` adds a
 torch.profiler table (operators by self host time) of the last run. ``--set`` overrides
-``PipelineConfig`` fields (``stage.field=value``, ``*.field=value`` for all three stages,
+``RefineConfig`` fields (``stage.field=value``, ``*.field=value`` for all three stages,
 ``texture.field=value`` ...).
 """
 
@@ -23,14 +23,14 @@ import torch
 
 
 def override_config(cfg, assignments: list[str]) -> None:
-    """Set ``PipelineConfig`` fields from ``path=value`` strings: ``body.steps=40`` (a stage of
-    ``cfg.refine``; ``*`` = every stage), ``texture.atlas_in_background=False``, ``refine.dilate=False``."""
+    """Set ``RefineConfig`` fields from ``path=value`` strings: ``body.steps=40`` (a stage of
+    ``cfg.schedule``; ``*`` = every stage), ``texture.atlas_in_background=False``, ``schedule.dilate=False``."""
     for item in assignments:
         key, value = item.split("=", 1)
         value = ast.literal_eval(value)
         head, *path = key.split(".")
         if head in ("body", "clothes", "hair", "*"):
-            roots = [getattr(cfg.refine, s) for s in (["body", "clothes", "hair"] if head == "*" else [head])]
+            roots = [getattr(cfg.schedule, s) for s in (["body", "clothes", "hair"] if head == "*" else [head])]
         else:
             roots = [getattr(cfg, head)]
         for obj in roots:
@@ -39,6 +39,7 @@ def override_config(cfg, assignments: list[str]) -> None:
             if not hasattr(obj, path[-1]):
                 raise SystemExit(f"--set: {key}: no field {path[-1]!r}")
             setattr(obj, path[-1], value)
+    cfg.validate()  # setattr skips the configs' checks
 
 
 def main(argv=None) -> None:
@@ -50,7 +51,9 @@ def main(argv=None) -> None:
     ap.add_argument("--set", nargs="*", default=[], help="RefineConfig overrides, stage.field=value")
     args = ap.parse_args(argv)
     from stdgen.io.dataset import read_renders
-    from stdgen.refine.pipeline import STAGE_LAYER_SET, PipelineConfig, coarse_layers, read_true_parts
+    from stdgen.refine.coarse import coarse_layers
+    from stdgen.refine.core import RefineConfig
+    from stdgen.refine.folder import STAGE_LAYER_SET, read_true_parts
     from stdgen.refine.schedule import refine_character
     from stdgen.refine.targets import targets_from_renders
     from stdgen.refine.texture import texture_part, uv_atlas
@@ -58,7 +61,7 @@ def main(argv=None) -> None:
     from stdgen.structures.semantics import PARTS
 
     dev = torch.device(args.device)
-    cfg = PipelineConfig()
+    cfg = RefineConfig()
     override_config(cfg, args.set)
     folder = Path(args.folder)
     renders = read_renders(folder, layers=tuple(sorted(set(STAGE_LAYER_SET.values()))), maps=("rgb", "normal", "sem"))
@@ -73,7 +76,7 @@ def main(argv=None) -> None:
     def run():
         sync()
         t0 = time.perf_counter()
-        res = refine_character(coarse, targets, cfg.refine, device=dev, progress=False)
+        res = refine_character(coarse, targets, cfg.schedule, device=dev)
         sync()
         t_refine = time.perf_counter() - t0
         tex = {}

@@ -547,7 +547,8 @@ def test_d15_ctrl_c_at_start_up_exits_130(tmp_path, delay):
 
 # -- D16 refine removes the leftovers of a killed run -------------------------------------------------
 def test_d16_refine_removes_leftovers(monkeypatch, ds, tmp_path):
-    import stdgen.refine.pipeline as pl
+    import stdgen.refine.core as core
+    import stdgen.refine.folder as pl
     from stdgen.refine.schedule import RefineResult
     from stdgen.structures.semantics import PARTS
 
@@ -557,13 +558,13 @@ def test_d16_refine_removes_leftovers(monkeypatch, ds, tmp_path):
     (tmp_path / ".tmp-out.png").write_bytes(b"half")
     (tmp_path / ".tmp-old-out").mkdir()
     # The optimisation itself is not what this test is about: the coarse meshes come back unchanged.
-    monkeypatch.setattr(pl, "refine_character", lambda coarse, targets, cfg, **k: RefineResult(
+    monkeypatch.setattr(core, "refine_character", lambda coarse, targets, cfg, **k: RefineResult(
         meshes=dict(coarse), stages={}, seconds={p.key: 0.0 for p in PARTS}))
-    cfg = pl.PipelineConfig()
+    cfg = core.RefineConfig()
     cfg.texture.mode = "vertex"
-    cfg.metrics = False
+    cfg.report.metrics = False
     cfg.coarse.resolution = 16
-    pl.refine_folder(ds / "0000000", tmp_path / "out", config=cfg, progress=False)
+    pl.refine_folder(ds / "0000000", tmp_path / "out", config=cfg)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ds") == ["out"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         ".stdgen-output.json", "before_after.png", "character.glb", "report.json"]

@@ -78,6 +78,44 @@ def standin_character(seed: int = 0) -> Character:
                      meta={"seed": seed})
 
 
+def _checker(size: tuple[int, int], cells: int, a, b) -> np.ndarray:
+    """(H, W, 3) uint8 checkerboard of ``cells`` squares along the width (a plaid-like, high-frequency texture)."""
+    h, w = size
+    rows, cols = np.mgrid[0:h, 0:w]
+    on = ((rows * cells // w) + (cols * cells // w)) % 2 == 0
+    return np.where(on[..., None], np.asarray(a, np.uint8), np.asarray(b, np.uint8))
+
+
+def _cylinder_uvs(tm: trimesh.Trimesh, y0: float, y1: float) -> np.ndarray:
+    v = np.asarray(tm.vertices)
+    u = np.arctan2(v[:, 0], v[:, 2]) / (2 * np.pi) + 0.5
+    return np.stack([u, np.clip((v[:, 1] - y0) / (y1 - y0), 0, 1)], 1).astype(np.float32)
+
+
+def textured_standin_character(seed: int = 0) -> Character:
+    """The stand-in with textures the way a procedural character has them: a checked (plaid-like) shirt
+    beside an untextured, vertex-coloured belt in the clothes, and two hair pieces with textures of
+    different sizes. Merging a part's pieces into one mesh would bake the shirt to vertex colours and
+    resample the hair textures into one atlas."""
+    base = standin_parts(seed)
+    shirt_tm = _capsule((0, 0.82, 0), (0, 1.24, 0), 0.15, (24, 16))
+    shirt = Mesh(np.asarray(shirt_tm.vertices), np.asarray(shirt_tm.faces), uvs=_cylinder_uvs(shirt_tm, 0.6, 1.4),
+                 texture=_checker((32, 32), 8, (200, 40, 40), (30, 40, 160)), label=Part.CLOTHES, name="shirt")
+    belt = _coloured(_capsule((0, 0.8, 0), (0, 0.84, 0), 0.16), (0.1, 0.1, 0.1))
+    belt.label, belt.name = Part.CLOTHES, "belt"
+    cap_tm = trimesh.creation.icosphere(subdivisions=3, radius=0.125)
+    cap_tm.apply_translation((0, 1.48, -0.045))
+    cap = Mesh(np.asarray(cap_tm.vertices), np.asarray(cap_tm.faces), uvs=_cylinder_uvs(cap_tm, 1.35, 1.61),
+               texture=_checker((16, 64), 16, (90, 50, 20), (160, 110, 60)), label=Part.HAIR, name="cap")
+    bun_tm = trimesh.creation.icosphere(subdivisions=2, radius=0.06)
+    bun_tm.apply_translation((0, 1.58, -0.13))
+    bun = Mesh(np.asarray(bun_tm.vertices), np.asarray(bun_tm.faces), uvs=_cylinder_uvs(bun_tm, 1.52, 1.64),
+               texture=_checker((32, 32), 4, (60, 30, 10), (200, 170, 90)), label=Part.HAIR, name="bun")
+    skeleton = Skeleton(["hips", "head"], [-1, 0], [(0.0, 0.85, 0.0), (0.0, 1.36, 0.0)])
+    return Character(body=base[Part.BODY], clothes=[shirt, belt], hair=[cap, bun], skeleton=skeleton,
+                     meta={"seed": seed})
+
+
 def write_truth(folder: Path, character: Character, resolution: int = RES) -> Path:
     """A ground-truth character folder as ``stdgen data render`` writes it (eval views only)."""
     from stdgen.data.render_dataset import RenderConfig, render_to_folder

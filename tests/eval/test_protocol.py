@@ -11,7 +11,7 @@ from stdgen.io.dataset import read_meta, read_renders
 from stdgen.structures.semantics import Part
 from stdgen.utils.io import save_png
 
-from .helpers import RES, standin_parts, write_prediction
+from .helpers import RES, standin_parts, textured_standin_character, write_prediction, write_truth
 
 FAST = pr.EvalConfig(points=5000)
 
@@ -28,6 +28,33 @@ def test_identity_scores_perfectly(truth_dir, pred_root):
         assert m[f"{p}/chamfer"] == 0 and m[f"{p}/fscore@0.01"] == 1
     assert m["normal_consistency"] == pytest.approx(1)
     assert 0 <= m["clothes_hollowness"] <= 1 and 0 <= m["clothes_in_body"] <= 1
+
+
+def test_textured_truth_scores_one_against_itself(tmp_path):
+    """Ground truth against itself is exactly 1 on every image metric, for a character whose parts are
+    several textured and untextured pieces (as the procedural ones are: before both sides went through
+    one rendering path, a plaid shirt scored 0.88 masked SSIM against itself)."""
+    truth = write_truth(tmp_path / "gt" / "c", textured_standin_character(3))
+    pred = tmp_path / "pred" / "c"
+    pred.mkdir(parents=True)
+    shutil.copy(truth / "character.glb", pred / "character.glb")
+    m = pr.evaluate_character(pred, truth, pr.EvalConfig(geometry=False, volume=False)).metrics
+    assert m["ssim"] == 1 and m["ssim_masked"] == 1 and m["psnr"] == 100 and m["psnr_masked"] == 100
+    assert m["mask_iou"] == 1 and m["shift_px"] == 0 and m["semantic_accuracy"] == 1
+    assert m["iou_body"] == m["iou_clothes"] == m["iou_hair"] == 1
+    assert m["normal_angle_deg"] == pytest.approx(0, abs=1e-6)
+    # The pieces keep their own textures: the stored truth and the re-rendered GLB agree to within one
+    # 8-bit level, while merging each part's pieces first (the old path) changes the shirt's colours.
+    renders = read_renders(truth, layers=("full",), maps=("rgb",))
+    idx = renders.view_index("eval")
+    cams = renders.cameras(idx)
+    stored = pr._true_viewset(renders, idx, 1.0).rgb
+    pieces = pr.render_parts(pr.load_character(truth / "character.glb"), cams, RES).rgb
+    merged = pr.render_parts(pr.load_parts(truth / "character.glb"), cams, RES).rgb
+    assert np.abs(pieces - stored).max() <= 1 / 255 + 1e-6
+    assert np.abs(merged - stored).max() > 0.2
+    s = pr.evaluate_character(pred, truth, pr.EvalConfig(geometry=False, volume=False, truth="stored")).metrics
+    assert s["ssim_masked"] > 0.999 and s["mask_iou"] == 1
 
 
 def test_a_different_character_scores_worse(truth_dir, pred_root):
@@ -166,11 +193,11 @@ def test_missing_and_malformed_inputs_name_the_file(truth_dir, tmp_path):
 def test_dataset_run_lists_characters_on_one_side(truth_dir, pred_root):
     (pred_root / "zz-extra").mkdir()
     shutil.rmtree(pred_root / "b")
-    run = pr.evaluate_dataset(pred_root, truth_dir, pr.EvalConfig(geometry=False, volume=False), progress=False)
+    run = pr.evaluate_dataset(pred_root, truth_dir, pr.EvalConfig(geometry=False, volume=False))
     assert [r.name for r in run.results] == ["a"]
     assert run.only_pred == ["zz-extra"] and run.only_true == ["b"]
     with pytest.raises(InputError, match="no character folder names in common"):
-        pr.evaluate_dataset(pred_root / "zz-extra", truth_dir, FAST, progress=False)
+        pr.evaluate_dataset(pred_root / "zz-extra", truth_dir, FAST)
 
 
 class _TinyFeatures(torch.nn.Module):
@@ -192,11 +219,11 @@ def test_fid_and_lpips_through_the_dataset_run(truth_dir, pred_root, tmp_path):
     models = PerceptualModels(lpips=LPIPS(tiny_lpips_state("vgg")),
                               inception=InceptionFeatures(_TinyFeatures().eval(), False, torch.device("cpu")))
     cfg = pr.EvalConfig(geometry=False, volume=False)
-    run = pr.evaluate_dataset(pred_root, truth_dir, cfg, models, progress=False)
+    run = pr.evaluate_dataset(pred_root, truth_dir, cfg, models)
     # Identical predictions: LPIPS 0 per character, FID 0 over the set (16 views a side).
     assert all(r.metrics["lpips"] == pytest.approx(0, abs=1e-6) for r in run.results)
     assert run.fid["3d"] == pytest.approx(0, abs=1e-6)
     assert "not computed" in summary_markdown(run)  # CLIP had no weights
     shutil.copy(truth_dir / "b" / "character.glb", pred_root / "a" / "character.glb")
-    run2 = pr.evaluate_dataset(pred_root, truth_dir, cfg, models, progress=False)
+    run2 = pr.evaluate_dataset(pred_root, truth_dir, cfg, models)
     assert run2.fid["3d"] > 1e-6 and run2.results[0].metrics["lpips"] > 0

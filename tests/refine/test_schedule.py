@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from stdgen.geometry.metrics import mesh_metrics
-from stdgen.refine.pipeline import penetrating_vertices
-from stdgen.refine.schedule import RefineConfig, refine_character
+from stdgen.refine.folder import penetrating_vertices
+from stdgen.refine.schedule import ScheduleConfig, refine_character
 from stdgen.refine.targets import make_targets
 from stdgen.structures.semantics import PARTS, Part
 
@@ -15,8 +15,8 @@ from stdgen.structures.semantics import PARTS, Part
 PENETRATION_TOLERANCE = 0.002
 
 
-def _fast_config(steps=20, fine_steps=8) -> RefineConfig:
-    cfg = RefineConfig()
+def _fast_config(steps=20, fine_steps=8) -> ScheduleConfig:
+    cfg = ScheduleConfig()
     for p in PARTS:
         s = cfg.stage(p)
         s.steps, s.resolution, s.fine_resolution, s.fine_steps = steps, 96, 192, fine_steps
@@ -71,14 +71,14 @@ def test_refine_held_out_procedural_characters(tmp_path, index):
     worse."""
     from stdgen.data.render_dataset import RenderConfig, procedural_character, render_to_folder
     from stdgen.data.splits import held_out_seeds
-    from stdgen.refine.pipeline import refine_folder
+    from stdgen.refine.folder import refine_folder
 
     seed = held_out_seeds(index + 1)[index]
     folder = tmp_path / f"{seed}"
     cfg = RenderConfig(resolution=512, random_views=0, face_views=False, top_bottom=False, posed_views=0,
                        device="cpu")
     render_to_folder(procedural_character(seed), folder, cfg, seed=seed, source="procedural")
-    report = refine_folder(folder, tmp_path / "out", progress=False)
+    report = refine_folder(folder, tmp_path / "out")
     parts = report["parts"]
     for key in ("body", "clothes", "hair"):
         e = parts[key]

@@ -22,7 +22,7 @@ import importlib
 _EXPORTS = {
     "view_metrics": "protocol", "nanmean_metrics": "protocol", "evaluate_character": "protocol",
     "evaluate_dataset": "protocol", "evaluate_input_view": "protocol", "evaluate_pictures": "protocol",
-    "EvalConfig": "protocol", "load_parts": "protocol", "render_parts": "protocol",
+    "EvalConfig": "protocol", "load_parts": "protocol", "load_character": "protocol", "render_parts": "protocol",
     "ssim": "image", "psnr": "image", "mask_iou": "image", "normal_angle_error": "image",
     "horizontal_shifts": "registration", "shift_images": "registration",
     "character_geometry_metrics": "stdgen.geometry.metrics", "mesh_metrics": "stdgen.geometry.metrics",

@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N characters")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--backend", default="auto", help="rasteriser visibility backend")
+    p.add_argument("--truth", choices=("render", "stored"), default="render",
+                   help="render: the truth's views are rendered from its character.glb exactly as the prediction's "
+                   "(default; truth against itself scores 1); stored: the dataset folder's stored renders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
@@ -67,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
                            inputs=[args.pred, args.gt, args.images, args.masks]).resolve()
     device = str(resolve_device(args.device))
     kw = {"device": device, "backend": args.backend, "register": not args.no_register,
-          "geometry": not args.no_geometry, "volume": not args.no_volume}
+          "geometry": not args.no_geometry, "volume": not args.no_volume, "truth": args.truth}
     if args.points is not None:
         kw["points"] = args.points
     if args.max_shift is not None:

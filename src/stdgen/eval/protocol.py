@@ -5,12 +5,21 @@ nodes body / clothes / hair) is rendered at the ground truth's eight evaluation 
 (orthographic, elevation 0, 45-degree steps, the ground truth's own cameras and resolution)
 exactly as the dataset renders ground truth (:func:`stdgen.render.batch.render_jobs`:
 unlit colour, antialiased alpha, world normals, semantic labels) and quantised to 8 bits as the
-stored truth is. Each view is shifted horizontally to the ground truth by mask registration
-(:mod:`stdgen.eval.registration`), then compared over a white background: SSIM and PSNR of the
-whole image, their masked versions over the union of both masks, silhouette IoU, normal angle
-error where both have a surface, per-part IoU (pooled over the eight views) and semantic pixel
-accuracy; LPIPS (per view, averaged), CLIP similarity (front ground-truth view against each
-rendered view) and FID features when the user gave local weights.
+stored truth is. The truth goes through the same path: its ``character.glb`` is rendered the same
+way (``EvalConfig.truth="render"``, the default), so ground truth scored against itself gives
+exactly 1 on every image metric. Both GLBs are read piece by piece
+(:func:`load_character`: each garment and hair piece keeps its own texture, at full resolution, as
+the dataset's renderer sees them); merging a part's pieces first would resample textures (packed
+side by side) or bake them to vertex colours (a textured piece beside an untextured one), which
+scored a plaid shirt 0.88 masked SSIM against itself. ``truth="stored"`` compares with the
+folder's stored renders instead (they differ from the re-render by at most one 8-bit level at a
+few pixels: the skinned GLB's round trip moves vertices by about 1e-7 m). Each view is shifted
+horizontally to the ground truth by mask registration (:mod:`stdgen.eval.registration`), then
+compared over a white background: SSIM and PSNR of the whole image, their masked versions over the
+union of both masks, silhouette IoU, normal angle error where both have a surface, per-part IoU
+(pooled over the eight views) and semantic pixel accuracy; LPIPS (per view, averaged), CLIP
+similarity (front ground-truth view against each rendered view) and FID features when the user gave
+local weights.
 
 **2D multi-view** (optional): generated views stored beside the prediction as sprite sheets
 ``mv_rgb.png`` (RGBA or RGB, the six generation views side by side in the order of
@@ -30,6 +39,7 @@ protocol uses the same function.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +55,7 @@ from stdgen.geometry.metrics import DEFAULT_POINTS, DEFAULT_THRESHOLDS, characte
 from stdgen.structures.character import Character
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import BACKGROUND_LABEL, PARTS, Part
+from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 #: File name of the predicted character in a prediction folder (and of the truth in a dataset folder).
 CHARACTER_FILE = "character.glb"
@@ -52,40 +63,58 @@ CHARACTER_FILE = "character.glb"
 MV_RGB_FILE = "mv_rgb.png"
 MV_NORMAL_FILE = "mv_normal.png"
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+#: ``on_progress(name, done, total)``: a run's progress, after each character or picture.
+ProgressCallback = Callable[[str, int, int], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalConfig:
-    """Settings of an evaluation run.
+class EvalConfig(ConfigMixin):
+    """Settings of an evaluation run (round-trips through ``to_dict`` / ``from_dict``)."""
 
-    ``background`` grey level images are composited on for SSIM / PSNR / LPIPS / CLIP / FID (white,
-    as the paper's renders); ``register`` aligns 3D renders by horizontal mask registration, within
-    ``max_shift`` times the image width; ``geometry`` computes Chamfer / F-score / normal
-    consistency with ``points`` samples per character at ``thresholds`` (fractions of the true
-    height); ``volume`` computes clothes hollowness (grid of ``hollowness_resolution`` along the
-    body's longest side) and layer penetration; ``margin`` frames input-view renders like the
-    dataset's views; ``device`` / ``backend`` where and how to render.
-    """
-
+    #: Grey level images are composited on for SSIM / PSNR / LPIPS / CLIP / FID (white, as the paper's).
     background: float = 1.0
+    #: Align 3D renders by horizontal mask registration...
     register: bool = True
+    #: ...within this fraction of the image width.
     max_shift: float = 0.25
+    #: Chamfer / F-score / normal consistency...
     geometry: bool = True
+    #: ...with this many surface samples per character...
     points: int = DEFAULT_POINTS
+    #: ...at these F-score thresholds (fractions of the true height).
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    #: Clothes hollowness and layer penetration...
     volume: bool = True
+    #: ...on a grid of this many cells along the body's longest side.
     hollowness_resolution: int = 64
+    #: Input-view renders are framed like the dataset's views, with this margin.
     margin: float = 1.1
+    #: Where to render and compare.
     device: str = "cpu"
+    #: The rasteriser's visibility backend.
     backend: str = "auto"
+    #: Seed of the surface sampling.
     seed: int = 0
+    #: ``"render"``: the truth's views are rendered from its ``character.glb`` through the same path as
+    #: the prediction's (truth against itself scores exactly 1); ``"stored"``: the folder's stored renders.
+    truth: str = "render"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_shift <= 1:
-            raise ValueError(f"max_shift must be a fraction of the width in [0, 1], got {self.max_shift}")
-        if self.points < 100:
-            raise ValueError(f"points must be at least 100, got {self.points}")
         self.thresholds = tuple(float(t) for t in self.thresholds)
+        check_range(self, "background", 0, 1)
+        check_choice(self, "register", (True, False))
+        check_range(self, "max_shift", 0, 1)
+        check_choice(self, "geometry", (True, False))
+        check_range(self, "points", 100, 100_000_000, integer=True)
+        if not self.thresholds or not all(0 < t <= 1 for t in self.thresholds):
+            raise ValueError(f"EvalConfig.thresholds: expected fractions in (0, 1], got {self.thresholds}")
+        check_choice(self, "volume", (True, False))
+        check_range(self, "hollowness_resolution", 8, 1024, integer=True)
+        check_range(self, "margin", 1, 10)
+        check_range(self, "seed", 0, None, integer=True)
+        check_choice(self, "truth", ("render", "stored"))
 
 
 @dataclass
@@ -224,18 +253,36 @@ def load_parts(path: str | Path) -> dict[Part, Mesh]:
     return parts
 
 
-def render_parts(parts: Mapping[Part, Mesh], cameras, resolution: int, *, background: float = 1.0,
+def load_character(path: str | Path):
+    """A character GLB as a :class:`~stdgen.structures.character.Character`, piece by piece: every
+    garment and hair piece keeps its own texture (never resampled into a merged atlas or baked to
+    vertex colours), skinned GLBs come back in the pose they hold. Raises :class:`InputError` naming
+    the file if it is missing, malformed or empty."""
+    from stdgen.io.glb import read_character_glb
+
+    path = Path(path)
+    parts = load_parts(path)  # the file's checks and errors
+    try:
+        return read_character_glb(path)
+    except InputError:  # e.g. parts without a body node: render what there is
+        return Character.from_parts(parts)
+
+
+def render_parts(parts, cameras, resolution: int, *, background: float = 1.0,
                  device="cpu", backend: str = "auto") -> ViewSet:
     """Render the full character exactly as the dataset renders ground truth, 8-bit quantised.
 
-    Returns a :class:`ViewSet` (colour composited over ``background``).
+    ``parts``: a :class:`~stdgen.structures.character.Character` (pieces kept apart, as
+    :func:`load_character` reads it: what the protocol renders) or ``{Part: Mesh}``. Returns a
+    :class:`ViewSet` (colour composited over ``background``).
     """
     from stdgen.io.dataset import decode_normal, encode_normal
     from stdgen.render.batch import RenderJob, render_jobs, scene_from_character, to_rgba8
 
     v = len(cameras)
+    character = parts if isinstance(parts, Character) else Character.from_parts(parts)
     try:
-        scene = scene_from_character(Character.from_parts(parts))
+        scene = scene_from_character(character)
     except ValueError:  # no geometry at all
         z = np.zeros((v, resolution, resolution), np.float32)
         return ViewSet(np.full((v, resolution, resolution, 3), background, np.float32), z,
@@ -338,12 +385,17 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
     eval_idx = renders.view_index("eval")
     if not eval_idx:
         raise InputError(f"{true_dir}/meta.json: no views in the 'eval' group")
-    true = _true_viewset(renders, eval_idx, config.background)
-    true.front = _front_of(renders, eval_idx)
     cams = renders.cameras(eval_idx)
+    if config.truth == "render":
+        # The truth through the prediction's own path (module docstring).
+        true = render_parts(load_character(true_dir / CHARACTER_FILE), cams, renders.resolution,
+                            background=config.background, device=config.device, backend=config.backend)
+    else:
+        true = _true_viewset(renders, eval_idx, config.background)
+    true.front = _front_of(renders, eval_idx)
     pred_parts = load_parts(pred_dir / CHARACTER_FILE)
-    pred = render_parts(pred_parts, cams, renders.resolution, background=config.background,
-                        device=config.device, backend=config.backend)
+    pred = render_parts(load_character(pred_dir / CHARACTER_FILE), cams, renders.resolution,
+                        background=config.background, device=config.device, backend=config.backend)
     metrics, moved, features = compare_views(pred, true, register=config.register, max_shift=config.max_shift,
                                              background=config.background, device=config.device, models=models)
     result = CharacterEval(pred_dir.name, metrics, true if keep_images else None, moved if keep_images else None,
@@ -495,8 +547,8 @@ def evaluate_input_view(pred_dir: str | Path, picture: str | Path, mask: str | P
         raise InputError(f"{picture}: picture too small ({size} pixels)")
     parts = load_parts(pred_dir / CHARACTER_FILE)
     cams = input_camera(parts, config.margin)
-    pred = render_parts(parts, cams, size, background=config.background, device=config.device,
-                        backend=config.backend)
+    pred = render_parts(load_character(pred_dir / CHARACTER_FILE), cams, size, background=config.background,
+                        device=config.device, backend=config.backend)
     comp = rgb * alpha[..., None] + config.background * (1 - alpha[..., None])
     true = ViewSet(comp[None].astype(np.float32), alpha[None])
     res = view_metrics(_t(pred.rgb, config.device), _t(true.rgb, config.device), _t(pred.alpha, config.device),

@@ -42,19 +42,13 @@ def _refine(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stdgen.errors import StdgenError
-    from stdgen.refine.pipeline import PipelineConfig, refine_folder
-    from stdgen.structures.semantics import PARTS
+    from stdgen.refine.folder import refine_folder
     from stdgen.utils.device import resolve_device
 
     folder = Path(args.character_dir)
     if not folder.is_dir():
         raise StdgenError(f"{folder}: no such directory")
-    if args.steps is not None and not 1 <= args.steps <= 10000:
-        raise StdgenError(f"--steps must be between 1 and 10000, got {args.steps}")
-    if args.resolution is not None and not 32 <= args.resolution <= 4096:
-        raise StdgenError(f"--resolution must be between 32 and 4096, got {args.resolution}")
-    if args.fine_steps is not None and not 0 <= args.fine_steps <= 10000:
-        raise StdgenError(f"--fine-steps must be between 0 and 10000, got {args.fine_steps}")
+    cfg = _config(args)
     from stdgen.io.outputs import claim_output_dir
     from stdgen.utils.device import check_device
 
@@ -63,27 +57,9 @@ def _refine(args: argparse.Namespace) -> int:
                      recognise=lambda f: {p.name for p in f.iterdir()} <= {"before_after.png", "character.glb",
                                                                               "report.json"})
     device = resolve_device(args.device)
-    cfg = PipelineConfig()
-    for part in PARTS:
-        stage = cfg.refine.stage(part)
-        if args.steps is not None:
-            stage.steps = args.steps
-        if args.resolution is not None:
-            stage.resolution = args.resolution
-        if args.fine_steps is not None:
-            stage.fine_steps = args.fine_steps
-    if args.vertex_colors:
-        cfg.texture.mode = "vertex"
-    if args.texture_size is not None:
-        if not 16 <= args.texture_size <= 8192:
-            raise StdgenError(f"--texture-size must be between 16 and 8192, got {args.texture_size}")
-        cfg.texture.size = args.texture_size
-    if args.metric_points is not None:
-        if not 1000 <= args.metric_points <= 10_000_000:
-            raise StdgenError(f"--metric-points must be between 1000 and 10000000, got {args.metric_points}")
-        cfg.metric_points = args.metric_points
-    report = refine_folder(folder, args.output, coarse_dir=args.coarse, device=device, config=cfg,
-                           progress=not args.quiet)
+    with _Progress(disabled=args.quiet) as bars:
+        report = refine_folder(folder, args.output, coarse_dir=args.coarse, device=device, config=cfg,
+                               on_step=bars.step, on_task=bars.task)
     s = report["seconds"]
     print(f"wrote {args.output} in {s['total']:.1f} s (body {s['body']:.1f}, clothes {s['clothes']:.1f}, "
           f"hair {s['hair']:.1f}, texture {s['texture']:.1f})")
@@ -93,3 +69,78 @@ def _refine(args: argparse.Namespace) -> int:
                   f"F@0.01 {entry['fscore_before']:.3f} -> {entry['fscore_after']:.3f}, "
                   f"penetrating vertices {entry['penetrating_vertices']}")
     return 0
+
+
+def _config(args: argparse.Namespace):
+    """The :class:`~stdgen.refine.core.RefineConfig` of the flags; a value the config's checks refuse is a
+    one-line error naming the flag."""
+    from stdgen.errors import StdgenError
+    from stdgen.refine.core import RefineConfig
+    from stdgen.structures.semantics import PARTS
+
+    cfg = RefineConfig()
+
+    def stages(name: str):
+        return lambda value: [setattr(cfg.schedule.stage(p), name, value) for p in PARTS]
+
+    setters = {
+        "--steps": (args.steps, stages("steps")),
+        "--resolution": (args.resolution, stages("resolution")),
+        "--fine-steps": (args.fine_steps, stages("fine_steps")),
+        "--texture-size": (args.texture_size, lambda v: setattr(cfg.texture, "size", v)),
+        "--metric-points": (args.metric_points, lambda v: setattr(cfg.report, "metric_points", v)),
+    }
+    for flag, (value, apply) in setters.items():
+        if value is None:
+            continue
+        apply(value)
+        try:
+            cfg.validate()
+        except ValueError as exc:
+            raise StdgenError(f"{flag} {value}: {exc}") from None
+    if args.vertex_colors:
+        cfg.texture.mode = "vertex"
+    return cfg
+
+
+class _Progress:
+    """tqdm bars for :func:`~stdgen.refine.folder.refine_folder`'s callbacks: one per refined part, one per
+    later task (texture, metrics)."""
+
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled
+        self.bar = None
+        self.name = None
+
+    def _bar(self, name: str, total: int):
+        from tqdm.auto import tqdm
+
+        if self.name != name:
+            self.close()
+            self.bar = tqdm(total=total, desc=name, leave=False)
+            self.name = name
+        return self.bar
+
+    def step(self, part, step: int, total: int, terms: dict) -> None:
+        if self.disabled:
+            return
+        bar = self._bar(f"refine {part.key}", total)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{terms['total']:.4g}", verts=terms["vertices"], refresh=False)
+
+    def task(self, name: str, done: int, total: int) -> None:
+        if self.disabled:
+            return
+        bar = self._bar(name, total)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = self.name = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

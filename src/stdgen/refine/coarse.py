@@ -32,13 +32,14 @@ import numpy as np
 from stdgen.errors import InputError
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import PARTS, Part
+from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 #: Mesh file types read from a ``--coarse`` directory (besides one GLB with nodes body/clothes/hair).
 MESH_SUFFIXES: tuple[str, ...] = (".glb", ".obj", ".ply", ".stl", ".off")
 
 
 @dataclass
-class CoarseConfig:
+class CoarseConfig(ConfigMixin):
     """How the coarse layers are made from a character."""
 
     #: Grid vertices along the longest axis (the paper's S-LRM extracts at about this scale).
@@ -54,6 +55,14 @@ class CoarseConfig:
     outer_thickness: float = 1.0
     #: ...where the layer's surface lies more than this (metres) outside the inner layer's.
     outer_presence: float = 0.003
+
+    def __post_init__(self) -> None:
+        check_range(self, "resolution", 8, 1024, integer=True)
+        check_choice(self, "method", ("marching", "flexicubes"))
+        check_range(self, "smooth_iterations", 0, 10000, integer=True)
+        check_range(self, "min_component_fraction", 0, 1)
+        check_range(self, "outer_thickness", 0, None)
+        check_range(self, "outer_presence", 0, None)
 
 
 def weld(mesh: Mesh, tolerance: float = 1e-7) -> Mesh:
@@ -93,6 +102,32 @@ def taubin_smooth(mesh: Mesh, iterations: int, lam: float = 0.5, mu: float = -0.
             lap = acc / np.maximum(deg, 1)[:, None] - v
             v = v + w * lap * (deg > 0)[:, None]
     return mesh.replace(vertices=v.astype(np.float32))
+
+
+def taubin_smooth_tensor(vertices, edges, iterations: int, lam: float = 0.5, mu: float = -0.53):
+    """:func:`taubin_smooth` on the device: ``vertices`` (N, 3) tensor, ``edges`` (E, 2) long tensor
+    (each undirected edge once, sorted as :func:`stdgen.refine.remesh.mesh_edges` gives them).
+
+    Computed in float64 in the same order as :func:`taubin_smooth` (bit-identical on the CPU), and
+    returned as float32 (N, 3) on the vertices' device, as :func:`taubin_smooth` rounds its result.
+    """
+    import torch
+
+    if iterations <= 0 or vertices.shape[0] == 0:
+        return vertices
+    v = vertices.double()
+    a, b = edges[:, 0], edges[:, 1]
+    n = v.shape[0]
+    deg = torch.zeros(n, dtype=torch.float64, device=v.device).index_add_(
+        0, edges.reshape(-1), torch.ones(edges.numel(), dtype=torch.float64, device=v.device))
+    moves = (deg > 0).double()[:, None]
+    div = deg.clamp(min=1)[:, None]
+    for _ in range(iterations):
+        for w in (lam, mu):
+            acc = torch.zeros_like(v).index_add_(0, a, v[b]) + torch.zeros_like(v).index_add_(0, b, v[a])
+            lap = acc / div - v
+            v = v + w * lap * moves
+    return v.float()
 
 
 def coarse_layers(parts: Mapping[Part, Mesh], config: CoarseConfig | None = None) -> dict[Part, Mesh]:

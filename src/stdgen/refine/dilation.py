@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from stdgen.geometry.nearest import NearestPoints
+from stdgen.utils.config import ConfigMixin, check_range
 
 
 @dataclass
-class DilationConfig:
+class DilationConfig(ConfigMixin):
     """Settings of the dilation steps (lengths in metres)."""
 
     #: Decay length of the exponential weights.
@@ -41,14 +42,24 @@ class DilationConfig:
     cutoff: float = 0.12
     #: Nearest sources averaged per point.
     neighbours: int = 8
-    #: Post-dilation: target clearance outside the inner layer, and rounds of push-and-spread.
+    #: Post-dilation: target clearance outside the inner layer.
     margin: float = 0.001
+    #: Post-dilation: rounds of push-and-spread (at least one runs).
     rounds: int = 4
     #: Post-dilation spreads pushes over this decay length (a few edge lengths).
     spread_sigma: float = 0.01
     #: Post-dilation tests vertices against samples of the inner surface this far apart, as a
     #: fraction of its mean edge length (depth error about (spacing / 2)^2 x curvature: microns).
     sample_spacing: float = 0.4
+
+    def __post_init__(self) -> None:
+        check_range(self, "sigma", 0, None, lo_open=True)
+        check_range(self, "cutoff", 0, None, lo_open=True)
+        check_range(self, "neighbours", 1, 1000, integer=True)
+        check_range(self, "margin", 0, None)
+        check_range(self, "rounds", 0, 100, integer=True)
+        check_range(self, "spread_sigma", 0, None, lo_open=True)
+        check_range(self, "sample_spacing", 0, None, lo_open=True)
 
 
 def falloff(d: np.ndarray, sigma: float, cutoff: float) -> np.ndarray:

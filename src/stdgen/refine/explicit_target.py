@@ -21,22 +21,36 @@ from stdgen.refine.losses import collision_loss, laplacian_loss
 from stdgen.refine.optimizer import VertexAdam, VertexAdamConfig
 from stdgen.render import rasterize, shade
 from stdgen.render.camera import Cameras
+from stdgen.utils.config import ConfigMixin, check_range
 
 
 @dataclass
-class ExplicitTargetConfig:
+class ExplicitTargetConfig(ConfigMixin):
     """Settings of the ExplicitTarget pass."""
 
+    #: Optimisation steps of the pass (0 = no pass).
     steps: int = 30
     #: Recompute the per-vertex targets every this many steps.
     retarget_every: int = 10
+    #: Step size as a fraction of each vertex's mean edge length (:class:`VertexAdam`).
     lr: float = 0.05
     #: Weight of a view: cos(angle) ** power.
     power: float = 2.0
     #: A vertex counts as visible when its depth is within this many pixels of the depth buffer's.
     depth_tolerance_px: float = 1.5
+    #: Weight of the uniform-Laplacian regulariser.
     laplacian: float = 0.02
+    #: Weight of the collision term (Eq. 13) against the fixed inner layers.
     collision: float = 100.0
+
+    def __post_init__(self) -> None:
+        check_range(self, "steps", 0, 10000, integer=True)
+        check_range(self, "retarget_every", 1, 10000, integer=True)
+        check_range(self, "lr", 0, None, lo_open=True)
+        check_range(self, "power", 0, None)
+        check_range(self, "depth_tolerance_px", 0, None)
+        check_range(self, "laplacian", 0, None)
+        check_range(self, "collision", 0, None)
 
 
 def vertex_visibility(vertices: torch.Tensor, normals: torch.Tensor, scene_vertices: torch.Tensor,
@@ -92,29 +106,34 @@ def explicit_targets(vertices: torch.Tensor, normals: torch.Tensor, scene_vertic
     return target, total
 
 
-def explicit_target_pass(vertices: np.ndarray, faces: np.ndarray, cameras: Cameras, target_normal: torch.Tensor,
-                         target_mask: torch.Tensor, *, pixel: float, fixed_vertices: np.ndarray | None = None,
-                         fixed_faces: np.ndarray | None = None, fixed_normals: np.ndarray | None = None,
-                         collision_tree=None, scale: float = 1.0, config: ExplicitTargetConfig | None = None,
-                         device="cpu") -> np.ndarray:
+def explicit_target_pass(vertices: np.ndarray | torch.Tensor, faces: np.ndarray | torch.Tensor, cameras: Cameras,
+                         target_normal: torch.Tensor, target_mask: torch.Tensor, *, pixel: float,
+                         fixed_vertices: np.ndarray | torch.Tensor | None = None,
+                         fixed_faces: np.ndarray | torch.Tensor | None = None,
+                         fixed_normals: np.ndarray | torch.Tensor | None = None, collision_tree=None,
+                         scale: float = 1.0, config: ExplicitTargetConfig | None = None,
+                         device="cpu") -> np.ndarray | torch.Tensor:
     """Run the pass on one part (topology fixed); returns the moved vertices (N, 3).
 
-    ``pixel`` is the views' pixel size in metres; ``fixed_*`` are the inner layers (occluders for
-    visibility and the collision loss's inner mesh; normals as an array or a tensor);
+    ``vertices`` (N, 3) and ``faces`` (F, 3) as arrays or tensors: given a tensor, the result is a
+    float32 tensor on ``device`` (the part never leaves the device); given an array, a float64
+    array. ``pixel`` is the views' pixel size in metres; ``fixed_*`` are the inner layers
+    (occluders for visibility and the collision loss's inner mesh; arrays or tensors);
     ``collision_tree`` a nearest-point index over ``fixed_vertices``
     (:class:`~stdgen.geometry.nearest.NearestPoints`); ``scale`` the collision loss's length unit.
     """
     cfg = config or ExplicitTargetConfig()
-    if cfg.steps <= 0 or len(faces) == 0:
-        return np.asarray(vertices)
+    as_tensor = isinstance(vertices, torch.Tensor)
     dev = torch.device(device)
-    v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=dev).clone()
-    tri = torch.as_tensor(np.asarray(faces), dtype=torch.long, device=dev)
+    if cfg.steps <= 0 or len(faces) == 0:
+        return vertices.to(dev, torch.float32) if as_tensor else np.asarray(vertices)
+    v = _on(vertices, torch.float32, dev).clone()
+    tri = _on(faces, torch.long, dev)
     nf = 0 if fixed_vertices is None else len(fixed_vertices)
     if nf:
-        fv = torch.as_tensor(np.asarray(fixed_vertices), dtype=torch.float32, device=dev)
-        fn = None if fixed_normals is None else torch.as_tensor(fixed_normals, dtype=torch.float32, device=dev)
-        scene_faces = torch.cat([torch.as_tensor(np.asarray(fixed_faces), dtype=torch.long, device=dev), tri + nf])
+        fv = _on(fixed_vertices, torch.float32, dev)
+        fn = None if fixed_normals is None else _on(fixed_normals, torch.float32, dev)
+        scene_faces = torch.cat([_on(fixed_faces, torch.long, dev), tri + nf])
     else:
         fv = v[:0]
         scene_faces = tri
@@ -145,4 +164,11 @@ def explicit_target_pass(vertices: np.ndarray, faces: np.ndarray, cameras: Camer
             loss = loss + cfg.collision * collision_loss(x, fv, fn, collision_tree, scale)
         (grad,) = torch.autograd.grad(loss, x)
         opt.step(v, grad, vlen)
-    return v.detach().cpu().double().numpy()
+    return v.detach() if as_tensor else v.detach().cpu().double().numpy()
+
+
+def _on(x, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``x`` (an array or a tensor) as a tensor of ``dtype`` on ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)

@@ -28,20 +28,28 @@ from scipy.spatial import cKDTree
 
 from stdgen.geometry.nearest import NearestPoints
 from stdgen.structures.mesh import vertex_normals
+from stdgen.utils.config import ConfigMixin, check_range
 
 
 @dataclass
-class LossWeights:
+class LossWeights(ConfigMixin):
     """Weights of the refinement loss terms (defaults: the paper's)."""
 
+    #: Silhouette mask term (Eq. 12).
     mask: float = 1.0
+    #: Masked normal-map term (Eq. 12).
     normal: float = 1.0
+    #: Collision term (Eq. 13) against the fixed inner layers.
     collision: float = 100.0
     #: Extra terms on the optimised part's own coarse mask (the paper: hair mask 10, hair normal 1).
     part_mask: float = 0.0
     part_normal: float = 0.0
     #: Uniform-Laplacian regulariser on the optimised vertices (relative to their edge length).
     laplacian: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("mask", "normal", "collision", "part_mask", "part_normal", "laplacian"):
+            check_range(self, name, 0, None)
 
 
 def mask_loss(pred: torch.Tensor, target: torch.Tensor, pixels: int | None = None) -> torch.Tensor:

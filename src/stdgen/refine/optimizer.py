@@ -27,21 +27,35 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stdgen.utils.config import ConfigMixin, check_range
+
 
 @dataclass
-class VertexAdamConfig:
+class VertexAdamConfig(ConfigMixin):
     """Settings of :class:`VertexAdam`."""
 
     #: Step size as a fraction of the vertex's target edge length (the stage may decay it).
     lr: float = 0.2
+    #: Decay of the first moment (Adam's beta1).
     beta1: float = 0.9
+    #: Decay of the second moment (Adam's beta2).
     beta2: float = 0.99
+    #: Added to the normaliser's square root.
     eps: float = 1e-12
     #: Normaliser floor as a fraction of the mean second moment over the vertices (0 = plain Adam).
     floor: float = 1.0
     #: Gradient smoothing strength lambda and Jacobi sweeps (0 sweeps = off).
     smooth_lambda: float = 2.0
     smooth_iters: int = 0
+
+    def __post_init__(self) -> None:
+        check_range(self, "lr", 0, None, lo_open=True)
+        check_range(self, "beta1", 0, 1, hi_open=True)
+        check_range(self, "beta2", 0, 1, hi_open=True)
+        check_range(self, "eps", 0, None, lo_open=True)
+        check_range(self, "floor", 0, None)
+        check_range(self, "smooth_lambda", 0, None)
+        check_range(self, "smooth_iters", 0, 1000, integer=True)
 
 
 class VertexAdam:

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from stdgen.structures.mesh import vertex_normals
+from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 #: Split edges longer than this times their target length (Botsch and Kobbelt's 4/3).
 SPLIT_RATIO = 4.0 / 3.0
@@ -38,7 +39,7 @@ COLLAPSE_RATIO = 4.0 / 5.0
 
 
 @dataclass
-class RemeshConfig:
+class RemeshConfig(ConfigMixin):
     """Settings of one :func:`remesh` call."""
 
     #: Split threshold as a multiple of the target edge length.
@@ -55,6 +56,15 @@ class RemeshConfig:
     collapse_min_cos: float = 0.5
     #: A flip is refused across creases whose two face normals have a cosine below this.
     flip_min_cos: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_range(self, "split_ratio", 1, None, lo_open=True)
+        check_range(self, "collapse_ratio", 0, 1, lo_open=True, hi_open=True)
+        check_range(self, "rounds", 0, 100, integer=True)
+        check_choice(self, "flip", (True, False))
+        check_range(self, "relax", 0, 1)
+        check_range(self, "collapse_min_cos", -1, 1)
+        check_range(self, "flip_min_cos", -1, 1)
 
 
 # -- connectivity ------------------------------------------------------------------------------------

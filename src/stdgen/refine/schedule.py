@@ -14,6 +14,7 @@ All lengths are metres in the world frame; the paper's normalised frame enters o
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,10 +34,15 @@ from stdgen.render import antialias, antialias_topology, interpolate, rasterize,
 from stdgen.render.camera import Cameras
 from stdgen.structures.mesh import Mesh, vertex_normals
 from stdgen.structures.semantics import PARTS, Part
+from stdgen.utils.config import ConfigMixin, check_choice, check_range, check_type
+
+#: ``on_step(part, step, total, terms)``: called after each optimisation step of a stage (``terms``:
+#: the loss terms, ``total``, ``vertices`` and ``resolution`` of that step).
+StepCallback = Callable[[Part, int, int, dict], None]
 
 
 @dataclass
-class StageConfig:
+class StageConfig(ConfigMixin):
     """Settings of one layer's refinement stage."""
 
     #: Optimisation steps at ``resolution`` (each: render the six views, losses, one vertex update).
@@ -60,17 +66,41 @@ class StageConfig:
     lr_final: float = 0.01
     #: Render only a window around the character in each view (same pixels, less work).
     crop: bool = True
+    #: Pixels of margin around the crop window (at the main resolution).
     crop_margin_px: int = 12
     #: Remesh every this many steps (0 = never). Every 4th step keeps the quality of every 2nd
     #: (held-out 900000-900005: the same Chamfer gains within noise) at half the remeshing time.
     remesh_every: int = 4
+    #: Settings of each remeshing call.
     remesh: RemeshConfig = field(default_factory=RemeshConfig)
+    #: The vertex optimiser (its ``lr`` is the stage's starting step size).
     optimizer: VertexAdamConfig = field(default_factory=VertexAdamConfig)
+    #: Loss weights.
     weights: LossWeights = field(default_factory=LossWeights)
+    #: The ExplicitTarget pass after the image phases.
     explicit_target: ExplicitTargetConfig = field(default_factory=ExplicitTargetConfig)
     #: Taubin (non-shrinking) smoothing iterations at the very end of the stage (0 = none): the
     #: per-pixel normal loss leaves facet-scale noise that costs normal consistency, not position.
     smooth_iterations: int = 5
+
+    def __post_init__(self) -> None:
+        check_range(self, "steps", 1, 10000, integer=True)
+        check_range(self, "resolution", 16, 8192, integer=True)
+        check_range(self, "fine_resolution", 16, 8192, integer=True, optional=True)
+        check_range(self, "fine_steps", 0, 10000, integer=True)
+        check_range(self, "edge_px", 0, None, lo_open=True)
+        check_range(self, "flat_edge_px", 0, None, lo_open=True)
+        check_range(self, "adapt_after", 0, 1)
+        check_range(self, "curvature_angle", 0, 3.1416, lo_open=True)
+        check_range(self, "lr_final", 0, None, lo_open=True)
+        check_choice(self, "crop", (True, False))
+        check_range(self, "crop_margin_px", 0, 1000, integer=True)
+        check_range(self, "remesh_every", 0, 10000, integer=True)
+        check_range(self, "smooth_iterations", 0, 10000, integer=True)
+        check_type(self, "remesh", RemeshConfig)
+        check_type(self, "optimizer", VertexAdamConfig)
+        check_type(self, "weights", LossWeights)
+        check_type(self, "explicit_target", ExplicitTargetConfig)
 
 
 def default_stage_config(part: Part) -> StageConfig:
@@ -105,15 +135,25 @@ def default_stage_config(part: Part) -> StageConfig:
 
 
 @dataclass
-class RefineConfig:
-    """Settings of the whole schedule."""
+class ScheduleConfig(ConfigMixin):
+    """Settings of the whole schedule: one stage per part, and the dilation between them."""
 
+    #: The body's stage.
     body: StageConfig = field(default_factory=lambda: default_stage_config(Part.BODY))
+    #: The clothes' stage (body fixed).
     clothes: StageConfig = field(default_factory=lambda: default_stage_config(Part.CLOTHES))
+    #: The hair's stage (body and clothes fixed).
     hair: StageConfig = field(default_factory=lambda: default_stage_config(Part.HAIR))
+    #: Settings of the dilation steps.
     dilation: DilationConfig = field(default_factory=DilationConfig)
     #: Run the dilation steps around each stage.
     dilate: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("body", "clothes", "hair"):
+            check_type(self, name, StageConfig)
+        check_type(self, "dilation", DilationConfig)
+        check_choice(self, "dilate", (True, False))
 
     def stage(self, part: Part) -> StageConfig:
         return getattr(self, Part.parse(part).key)
@@ -216,7 +256,8 @@ def stage_loss(x, tri, edges, edge_len, fixed: FixedLayers, targets: StageTarget
 
 
 # -- one stage ----------------------------------------------------------------------------------------------------
-def _stage_targets(targets: StageTargets, resolution: int, points: np.ndarray, cfg: StageConfig, dev) -> StageTargets:
+def _stage_targets(targets: StageTargets, resolution: int, points: np.ndarray | torch.Tensor, cfg: StageConfig,
+                   dev) -> StageTargets:
     """``targets`` resampled to ``resolution`` (area averages) and, if asked, cropped around ``points``."""
     if targets.resolution != (resolution, resolution):
         targets = make_targets(targets.cameras, targets.mask, targets.normal, part_mask=targets.part_mask,
@@ -228,8 +269,11 @@ def _stage_targets(targets: StageTargets, resolution: int, points: np.ndarray, c
 
 def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets, config: StageConfig | None = None,
                  *, fixed: FixedLayers | None = None, origin: np.ndarray | None = None, device="cpu",
-                 progress: bool = False, desc: str = "refine") -> StageResult:
+                 on_step: Callable[[int, int, dict], None] | None = None) -> StageResult:
     """Optimise one part's mesh against ``targets`` over the ``fixed`` inner layers.
+
+    The part stays on ``device`` from the first step to the end (optimisation, the ExplicitTarget
+    pass, the final smoothing); only remeshing runs on the host.
 
     Args:
         vertices: (N, 3) the part's starting vertices; ``faces`` (F, 3) its triangles (manifold).
@@ -237,9 +281,8 @@ def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets,
             (resampled to ``config.resolution``, and to ``config.fine_resolution`` for the last steps).
         fixed: the fixed inner layers (None for the body).
         origin: (N, 3) coarse position of each vertex (default: ``vertices``), traced to the result.
+        on_step: ``on_step(step, total, terms)`` after each optimisation step (progress display).
     """
-    from tqdm.auto import tqdm
-
     cfg = config or StageConfig()
     dev = torch.device(device)
     t0 = time.perf_counter()
@@ -279,11 +322,10 @@ def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets,
     total = cfg.steps + (cfg.fine_steps if fine else 0)
     adapt_from = int(cfg.adapt_after * cfg.steps)
     timings = {"setup": clock() - t0, "forward": 0.0, "backward": 0.0, "update": 0.0, "remesh": 0.0}
-    bar = tqdm(range(total), desc=desc, disable=not progress, leave=False)
-    for it in bar:
+    for it in range(total):
         if fine and it == cfg.steps:
             t1 = clock()
-            pts = np.concatenate([x_t.detach().cpu().double().numpy(), fixed.vertices])
+            pts = torch.cat([x_t.detach(), fixed.v_t])
             phase = _stage_targets(source, fine_res, pts, cfg, dev)
             timings["setup"] += clock() - t1
         if cfg.remesh_every and it and it % cfg.remesh_every == 0 and it < cfg.steps:
@@ -313,21 +355,22 @@ def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets,
         terms["vertices"] = int(x_t.shape[0])
         terms["resolution"] = int(phase.frame_pixels ** 0.5) if phase.frame_pixels else cfg.resolution
         history.append(terms)
-        if progress:
-            bar.set_postfix(loss=f"{terms['total']:.4g}", verts=terms["vertices"])
-    v = x_t.detach().cpu().double().numpy()
+        if on_step is not None:
+            on_step(it + 1, total, terms)
+    x = x_t.detach()
     t1 = clock()
     if cfg.explicit_target.steps > 0:
-        v = explicit_target_pass(
-            v, f, phase.cameras, phase.normal, phase.mask, pixel=phase.pixel,
-            fixed_vertices=fixed.vertices if len(fixed.faces) else None, fixed_faces=fixed.faces,
+        x = explicit_target_pass(
+            x, tri_t, phase.cameras, phase.normal, phase.mask, pixel=phase.pixel,
+            fixed_vertices=fixed.v_t if len(fixed.faces) else None, fixed_faces=fixed.f_t,
             fixed_normals=fixed.n_t, collision_tree=fixed.tree, scale=scale, config=cfg.explicit_target,
             device=dev)
     timings["explicit_target"] = clock() - t1
     if cfg.smooth_iterations > 0:
-        from stdgen.refine.coarse import taubin_smooth
+        from stdgen.refine.coarse import taubin_smooth_tensor
 
-        v = taubin_smooth(Mesh(v, f), cfg.smooth_iterations).vertices.astype(np.float64)
+        x = taubin_smooth_tensor(x, edges_t, cfg.smooth_iterations)
+    v = x.cpu().double().numpy()  # the stage's one download of the result
     timings["cpu"] = time.process_time() - cpu0
     return StageResult(v, f, attrs["origin"], history, clock() - t0, timings=timings)
 
@@ -345,16 +388,18 @@ class RefineResult:
 
 
 def refine_character(coarse: Mapping[Part, Mesh], targets: Mapping[Part, StageTargets],
-                     config: RefineConfig | None = None, *, device="cpu", progress: bool = False,
+                     config: ScheduleConfig | None = None, *, device="cpu", on_step: StepCallback | None = None,
                      on_part_done: Callable[[Part, Mesh], None] | None = None) -> RefineResult:
     """Refine body, then clothes with the body fixed, then hair with body and clothes fixed.
 
     ``coarse`` maps parts to their coarse meshes (missing or empty parts are skipped);
     ``targets`` holds each present part's :class:`StageTargets`. ``on_part_done(part, mesh)`` is
     called as each part is final (later stages never move it), so a caller can start work on it,
-    such as its UV atlas, while the next part is refined.
+    such as its UV atlas, while the next part is refined. ``on_step(part, step, total, terms)`` is
+    called after each optimisation step (:data:`StepCallback`).
     """
-    cfg = config or RefineConfig()
+    cfg = config or ScheduleConfig()
+    cfg.validate()
     dev = torch.device(device)
     done: dict[Part, StageResult] = {}
     seconds: dict[str, float] = {}
@@ -377,7 +422,7 @@ def refine_character(coarse: Mapping[Part, Mesh], targets: Mapping[Part, StageTa
         t_pre = time.perf_counter() - t0
         fixed = FixedLayers.build([(r.vertices, r.faces) for r in inner], dev)
         result = refine_stage(v, mesh.faces, targets[part], cfg.stage(part), fixed=fixed, origin=v0, device=dev,
-                              progress=progress, desc=f"refine {part.key}")
+                              on_step=None if on_step is None else functools.partial(on_step, part))
         t1 = time.perf_counter()
         if inner and cfg.dilate:
             result.vertices, result.penetrating_before_post_dilation = post_dilate(

@@ -27,10 +27,11 @@ from stdgen.refine.atlas import uv_atlas
 from stdgen.render import interpolate, rasterize, shade
 from stdgen.render.camera import Cameras
 from stdgen.structures.mesh import Mesh
+from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 
 @dataclass
-class TextureConfig:
+class TextureConfig(ConfigMixin):
     """Settings of the texture bake."""
 
     #: Atlas side in texels.
@@ -50,6 +51,16 @@ class TextureConfig:
     atlas_charts_hint: int = 256
     #: ``stdgen refine``: chart each part in a helper process while the next part is refined.
     atlas_in_background: bool = True
+
+    def __post_init__(self) -> None:
+        check_range(self, "size", 16, 8192, integer=True)
+        check_range(self, "padding", 0, 256, integer=True)
+        check_range(self, "power", 0, None)
+        check_range(self, "depth_tolerance_px", 0, None)
+        check_range(self, "min_alpha", 0, 1)
+        check_choice(self, "mode", ("texture", "vertex"))
+        check_range(self, "atlas_charts_hint", 1, 100_000, integer=True)
+        check_choice(self, "atlas_in_background", (True, False))
 
 
 def texel_surface(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.models.resnet import ResnetBlock2D
-from stdgen.models.modeling import ModelMixin
 from torch import nn
 
 from stdgen.models.diffusion.attention import (
@@ -30,6 +29,7 @@ from stdgen.models.diffusion.attention import (
 )
 from stdgen.models.diffusion.flow import FlowMatching, guided
 from stdgen.models.diffusion.unet import TimeEmbedding, UNetBackbone
+from stdgen.models.modeling import ModelMixin
 from stdgen.models.mvdiffusion.config import DOMAINS, MultiViewDiffusionConfig
 from stdgen.utils.checks import check_tensor
 

@@ -1,49 +1,36 @@
 """``stdgen refine`` as a function: a character folder in, a refined and textured character out.
 
-:func:`refine_folder` reads a dataset character folder (:mod:`stdgen.io.dataset`), makes
-(or reads) the coarse layer meshes, refines them against the six generation views' normal maps
-and masks (:func:`stdgen.refine.schedule.refine_character`), bakes textures from the views'
-colours (:mod:`stdgen.refine.texture`), and writes, atomically, ``character.glb``,
-``before_after.png`` and ``report.json``.
+:func:`refine_folder` is a thin wrapper over :func:`stdgen.refine.core.refine_parts`: it reads a
+dataset character folder (:mod:`stdgen.io.dataset`), makes (or reads) the coarse layer
+meshes, takes each stage's views from the folder's layer sets (:class:`~stdgen.refine.core.RefineViews`),
+refines and textures in memory, measures the result against the folder's true parts, and writes,
+atomically, ``character.glb``, ``before_after.png`` and ``report.json``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stdgen.errors import InputError
-from stdgen.refine.atlas import AtlasWorker, PendingAtlas
-from stdgen.refine.coarse import CoarseConfig, coarse_layers, read_coarse_dir
-from stdgen.refine.schedule import RefineConfig, RefineResult, refine_character
-from stdgen.refine.targets import STAGE_LAYER_SET, targets_from_renders
-from stdgen.refine.texture import TextureConfig, texture_part
+from stdgen.refine.coarse import coarse_layers, read_coarse_dir
+from stdgen.refine.core import RefineConfig, RefineViews, refine_parts
+from stdgen.refine.schedule import StepCallback
+from stdgen.refine.targets import STAGE_LAYER_SET
 from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import PARTS, Part
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class PipelineConfig:
-    """Everything ``stdgen refine`` does, with its defaults."""
-
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    coarse: CoarseConfig = field(default_factory=CoarseConfig)
-    texture: TextureConfig = field(default_factory=TextureConfig)
-    #: Surface samples per mesh for Chamfer / F-score / normal consistency (point-to-surface: fewer
-    #: is noisier but not biased; the point-to-point figures' floor falls as 1 / sqrt(points)).
-    metric_points: int = 300_000
-    #: Measure the parts against the folder's true parts (when it has them) for report.json.
-    metrics: bool = True
-    #: A vertex counts as penetrating when it lies inside the inner layer deeper than this (metres).
-    penetration_tolerance: float = 0.002
-    #: Side of each picture in before_after.png.
-    picture_resolution: int = 384
+#: ``on_task(name, done, total)``: progress of the wrapper's phases other than the optimisation steps
+#: (``"texture"`` per part, ``"metrics"`` per part).
+TaskCallback = Callable[[str, int, int], None]
 
 
 def read_true_parts(folder: Path) -> dict[Part, Mesh] | None:
@@ -123,17 +110,20 @@ def before_after_picture(coarse: dict[Part, Mesh], refined: dict[Part, Mesh], tr
 
 
 def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir: str | Path | None = None,
-                  device: str | torch.device = "cpu", config: PipelineConfig | None = None,
-                  progress: bool = True) -> dict:
-    """Refine and texture one character folder; write ``out_dir``; return the report."""
-    from tqdm.auto import tqdm
+                  device: str | torch.device = "cpu", config: RefineConfig | None = None,
+                  on_step: StepCallback | None = None, on_task: TaskCallback | None = None) -> dict:
+    """Refine and texture one character folder; write ``out_dir``; return the report.
 
+    ``on_step(part, step, total, terms)`` reports each optimisation step, ``on_task(name, done,
+    total)`` the texture bake and the report's metrics, part by part.
+    """
     from stdgen.io.dataset import read_renders
     from stdgen.io.glb import write_glb
     from stdgen.io.outputs import write_output_dir
     from stdgen.utils.io import save_png
 
-    cfg = config or PipelineConfig()
+    cfg = config or RefineConfig()
+    cfg.validate()
     folder = Path(character_dir)
     dev = torch.device(device)
     t_start = time.perf_counter()
@@ -150,47 +140,20 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
             raise InputError(f"{folder}: no character.glb to make coarse layers from; pass --coarse MESH_DIR")
         coarse = coarse_layers(true, cfg.coarse)
     seconds["coarse"] = time.perf_counter() - t0
-    targets = {p: targets_from_renders(renders, p, device=dev) for p in PARTS if not coarse[p].is_empty}
-    # Each part's UV atlas (xatlas, on the host) is made in a helper process as soon as the part is
-    # final, while the next part is refined; only the bake waits for the schedule's end.
-    atlases: dict[Part, PendingAtlas] = {}
-    background = cfg.texture.atlas_in_background and cfg.texture.mode == "texture"
-    with AtlasWorker() if background else contextlib.nullcontext() as worker:
-
-        def start_atlas(part: Part, mesh: Mesh) -> None:
-            if not mesh.is_empty:
-                t = cfg.texture
-                atlases[part] = worker.submit(mesh.vertices, mesh.faces, t.size, t.padding, t.atlas_charts_hint)
-
-        result: RefineResult = refine_character(coarse, targets, cfg.refine, device=dev, progress=progress,
-                                                on_part_done=start_atlas if background else None)
-        seconds.update(result.seconds)
-        cpu.update(result.cpu_seconds)
-        for p in PARTS:
-            seconds.setdefault(p.key, 0.0)
-            cpu.setdefault(p.key, 0.0)
-
-        # Texture each part from the colours of the layer set its stage was compared with.
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        refined: dict[Part, Mesh] = {p: result.meshes.get(p, _empty(p)) for p in PARTS}
-        gen = renders.view_index("gen")
-        textured: dict[Part, Mesh] = {}
-        for p in tqdm([p for p in PARTS if not refined[p].is_empty], desc="texture", disable=not progress,
-                      leave=False):
-            layer = STAGE_LAYER_SET[p]
-            scene = merge_meshes([Mesh(refined[q].vertices, refined[q].faces) for q in PARTS
-                                  if q <= p and not refined[q].is_empty])
-            images = torch.as_tensor(renders.layers[layer].rgb[gen]).float() / 255.0
-            atlas = atlases[p].result() if p in atlases else None
-            textured[p] = texture_part(refined[p], images, renders.cameras(gen), scene.vertices, scene.faces,
-                                       cfg.texture, device=dev, atlas=atlas)
-    seconds["texture"] = time.perf_counter() - t0
-    cpu["texture"] = time.process_time() - c0
+    # Each stage is compared with (and textured from) the views of its own layer set.
+    by_layer = {layer: RefineViews.from_renders(renders, layer) for layer in sorted(set(STAGE_LAYER_SET.values()))}
+    views = {p: by_layer[STAGE_LAYER_SET[p]] for p in PARTS}
+    present = [p for p in PARTS if not coarse[p].is_empty]
+    texture_done = (lambda p, _m: on_task("texture", present.index(p) + 1, len(present))) if on_task else None
+    out = refine_parts(coarse, views, cfg, device=dev, on_step=on_step, on_texture_done=texture_done)
+    result, refined, textured = out.result, out.refined, out.textured
+    seconds.update(out.seconds)
+    cpu.update(out.cpu_seconds)
     seconds["total"] = time.perf_counter() - t_start
     cpu["total"] = time.process_time() - c_start
 
     # Report: geometry against the true parts (when the folder has them) and layer penetration.
+    rep = cfg.report
     parts_report: dict[str, dict] = {}
     height = None
     if true is not None:
@@ -198,13 +161,11 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
 
         height = character_height(true)
     inner: list[Mesh] = []
-    # The report's point-to-surface metrics take about as long as a layer's refinement (300k
-    # samples per mesh, before and after): show them.
-    for p in tqdm(PARTS, desc="metrics", disable=not progress or not cfg.metrics or true is None, leave=False):
+    for i, p in enumerate(PARTS):
         entry: dict = {"vertices_before": int(coarse[p].num_vertices), "vertices_after": int(refined[p].num_vertices)}
-        if cfg.metrics and true is not None and height and not true[p].is_empty and not refined[p].is_empty:
-            before = part_metrics(coarse[p], true[p], height, cfg.metric_points)
-            after = part_metrics(refined[p], true[p], height, cfg.metric_points)
+        if rep.metrics and true is not None and height and not true[p].is_empty and not refined[p].is_empty:
+            before = part_metrics(coarse[p], true[p], height, rep.metric_points)
+            after = part_metrics(refined[p], true[p], height, rep.metric_points)
             entry.update(chamfer_before=before["chamfer"], chamfer_after=after["chamfer"],
                          fscore_before=before["fscore@0.01"], fscore_after=after["fscore@0.01"],
                          fscore2_before=before["fscore@0.02"], fscore2_after=after["fscore@0.02"],
@@ -215,14 +176,16 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
                          normal_consistency_points_after=after["normal_consistency_points"])
         else:
             entry.update(chamfer_before=None, chamfer_after=None, fscore_before=None, fscore_after=None)
-        entry["penetrating_vertices"] = penetrating_vertices(refined[p], inner, cfg.penetration_tolerance)
+        entry["penetrating_vertices"] = penetrating_vertices(refined[p], inner, rep.penetration_tolerance)
         entry["penetrating_vertices_before"] = penetrating_vertices(coarse[p], [coarse[q] for q in PARTS if q < p],
-                                                                    cfg.penetration_tolerance)
+                                                                    rep.penetration_tolerance)
         if p in result.stages:
             h = result.stages[p].history
             entry["loss_first"], entry["loss_last"] = h[0]["total"], h[-1]["total"]
         parts_report[p.key] = entry
         inner.append(refined[p])
+        if on_task is not None and rep.metrics and true is not None:
+            on_task("metrics", i + 1, len(PARTS))
     report = {
         "parts": parts_report,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
@@ -237,25 +200,15 @@ def refine_folder(character_dir: str | Path, out_dir: str | Path, *, coarse_dir:
         "units": "Chamfer and F-score thresholds in fractions of the true character's height",
         "metrics": "point-to-surface (stdgen.geometry.surface_metrics); "
                    "*_points: point-to-point (stdgen.geometry.metrics)",
-        "penetration_tolerance_m": cfg.penetration_tolerance,
-        "config": _plain(asdict(cfg)),
+        "penetration_tolerance_m": rep.penetration_tolerance,
+        "config": cfg.to_dict(),
     }
-    picture = before_after_picture(coarse, refined, true, cfg.picture_resolution)
+    picture = before_after_picture(coarse, refined, true, rep.picture_resolution)
     # The caller claims out_dir (stdgen.io.outputs.claim_output_dir); a killed earlier run's
     # .tmp-<out>.* leftovers are removed here.
     with write_output_dir(out_dir, "refine") as tmp:
         write_glb({p.key: textured[p] for p in textured}, tmp / "character.glb")
         save_png(tmp / "before_after.png", picture)
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
+    log.info("wrote %s in %.1f s", out_dir, seconds["total"])
     return report
-
-
-def _plain(x):
-    """JSON-able copy of a config dict (enums and tuples to plain values)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if isinstance(x, Part):
-        return x.key
-    return x
