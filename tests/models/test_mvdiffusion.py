@@ -4,77 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import types
 
 import pytest
 import torch
 
-
-def _install_standins() -> None:
-    """Until stdgen.models.modeling and stdgen.train land (another branch), minimal stand-ins with
-    the agreed interface so this file can run; the real modules win when present."""
-    try:
-        import stdgen.models.modeling  # noqa: F401
-    except ImportError:
-        import stdgen.models as models
-
-        mod = types.ModuleType("stdgen.models.modeling")
-
-        @dataclasses.dataclass(frozen=True)
-        class ModelConfig:
-            def to_dict(self) -> dict:
-                return json.loads(json.dumps(dataclasses.asdict(self)))
-
-            @classmethod
-            def from_dict(cls, d: dict):
-                known = {f.name for f in dataclasses.fields(cls)}
-                d = {k: v for k, v in d.items() if k != "_class_name"}
-                unknown = set(d) - known
-                if unknown:
-                    raise ValueError(f"unknown keys {sorted(unknown)}; known {sorted(known)}")
-                return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-        class ModelMixin:
-            def num_parameters(self) -> int:
-                return sum(p.numel() for p in self.parameters())
-
-        mod.ModelConfig, mod.ModelMixin = ModelConfig, ModelMixin
-        sys.modules["stdgen.models.modeling"] = mod
-        models.modeling = mod
-    import stdgen.train as train
-
-    if not hasattr(train, "Task"):
-        @dataclasses.dataclass
-        class TrainConfig:
-            lr: float = 3e-4
-            weight_decay: float = 0.01
-            warmup_steps: int = 200
-            max_steps: int = 100_000
-            grad_clip: float = 1.0
-            ema_decay: float = 0.999
-            bf16: bool = True
-            log_every: int = 20
-            image_every: int = 500
-            val_every: int = 1000
-            seed: int = 0
-
-        @dataclasses.dataclass
-        class Preset:
-            model: object
-            train: TrainConfig
-            batch_size: int
-
-        class Task:
-            def __init__(self, preset):
-                self.preset = preset
-
-        train.TrainConfig, train.Preset, train.Task = TrainConfig, Preset, Task
-
-
-_install_standins()
-
-from stdgen.models.diffusion.attention import (  # noqa: E402
+from stdgen.models.diffusion.attention import (
     Attention,
     domain_sequences,
     from_domain_sequences,
@@ -84,8 +18,8 @@ from stdgen.models.diffusion.attention import (  # noqa: E402
     masked_reference_attention,
     row_sequences,
 )
-from stdgen.models.diffusion.flow import FlowMatching  # noqa: E402
-from stdgen.models.mvdiffusion import (  # noqa: E402
+from stdgen.models.diffusion.flow import FlowMatching
+from stdgen.models.mvdiffusion import (
     MultiViewDiffusion,
     MultiViewDiffusionConfig,
     paper_config,

@@ -36,8 +36,8 @@ def test_train_resume_export(tmp_path, capsys):
 
 
 def test_errors_are_one_line_exit_2(tmp_path, capsys):
-    assert main(["train", "mvdiff", "--preset", "tiny", "-o", str(tmp_path / "x")]) == 2
-    assert "stdgen: error: task 'mvdiff' is registered but its module" in capsys.readouterr().err
+    assert main(["train", "canon", "--preset", "tiny", "-o", str(tmp_path / "x")]) == 2
+    assert "stdgen: error: task 'canon' is registered but its module" in capsys.readouterr().err
     assert main(["train", "toy", "--preset", "tiny", "-o", str(tmp_path / "x"), "--set", "train.lr=-1"]) == 2
     assert "lr: expected 0 < lr <= 1, got -1.0" in capsys.readouterr().err
     assert main(["train", "toy", "--preset", "tiny", "-o", str(tmp_path / "x"), "--resume"]) == 2
