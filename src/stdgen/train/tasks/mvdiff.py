@@ -188,26 +188,30 @@ class MultiViewTask(Task):
         return MultiViewDiffusion(self.preset.model)
 
     # ----------------------------------------------------------------------------------- data
-    def _stream(self, side: int, *, rank: int, world_size: int, device: torch.device, seed: int, phase: int):
+    def _stream(self, side: int, *, rank: int, world_size: int, device: torch.device, seed: int, phase: int,
+                start: int = 0):
         from stdgen.data.stream import RenderStream, StreamConfig
 
         p = self.preset
         per_rank = max(1, p.batch_size // world_size)
         cfg = StreamConfig(batch_size=per_rank, resolution=side, views="gen", layers=("full",),
-                           maps=("rgb", "lit", "normal", "depth"), split="train", start=p.pool_start,
-                           workers=p.stream_workers, pool_size=p.pool_size, background="white", random_light=True,
-                           device=str(device), rank=rank, world_size=world_size, seed=seed * 1009 + phase)
+                           maps=("rgb", "lit", "normal", "depth"), split="train",
+                           start=p.pool_start + start * p.batch_size, workers=p.stream_workers,
+                           pool_size=p.pool_size, background="white", random_light=True, device=str(device),
+                           rank=rank, world_size=world_size, seed=seed * 1009 + phase + start)
         return RenderStream(cfg)
 
-    def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int):
+    def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int, start: int = 0):
         """Endless ``{"target": (B, 2, 6, 4, H, W) model space, "cond": (B, 4, H, W) [0, 1]}`` on
-        ``device``. The stream is rebuilt when the schedule's resolution changes."""
+        ``device``. The stream is rebuilt when the schedule's resolution changes. A resumed run
+        (``start`` steps done) continues further along the training seeds: in pool mode, a new pool."""
         device = torch.device(device)
         gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank)
         phase = 0
         while True:
             side = self._side
-            it = iter(self._stream(side, rank=rank, world_size=world_size, device=device, seed=seed, phase=phase))
+            it = iter(self._stream(side, rank=rank, world_size=world_size, device=device, seed=seed, phase=phase,
+                                   start=start))
             try:
                 for raw in it:
                     yield self.make_batch(raw, gen)
