@@ -65,3 +65,17 @@ def test_losses_through_the_stages(stream_batch):
     total.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.lora_parameters() if p.grad is not None)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.lora_parameters())
+
+
+def test_validate_and_images_under_autocast(stream_batch):
+    """The trainer validates inside bf16 autocast on CUDA; the stream's renderer must still run in
+    float32 there (the first GPU run stopped on exactly this). CPU autocast stands in for CUDA's."""
+    task, batch = stream_batch
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        metrics = task.validate(model, "cpu")
+        grids = task.images(model, batch)
+    assert set(metrics) == {"iou_full", "psnr_full", "iou_body", "psnr_body"}
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert grids["slrm"].shape[1] == 3 and torch.isfinite(grids["slrm"].float()).all()

@@ -41,6 +41,11 @@ def camera_rays(world_to_cam: torch.Tensor, proj: torch.Tensor, ndc: torch.Tenso
     if world_to_cam.shape[-2:] != (4, 4) or proj.shape[-2:] != (4, 4):
         raise ValueError(f"world_to_cam/proj: expected (..., 4, 4), got {tuple(world_to_cam.shape)} and "
                          f"{tuple(proj.shape)}")
+    with torch.autocast(ndc.device.type, enabled=False):  # never in bf16: eye planes sit ~15 box units away
+        return _camera_rays(world_to_cam, proj, ndc.float())
+
+
+def _camera_rays(world_to_cam: torch.Tensor, proj: torch.Tensor, ndc: torch.Tensor):
     cam_to_world = torch.linalg.inv(world_to_cam.double()).to(ndc.dtype)
     p = proj.to(ndc.dtype)
     ortho = (p[..., 3, 3] == 1)[..., None]  # (..., 1)

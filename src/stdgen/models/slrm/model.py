@@ -325,20 +325,25 @@ def ortho_lift(features: torch.Tensor, full_proj: torch.Tensor, world_to_cam: to
     Returns:
         ``(B, 3, C, res, res)``.
     """
+    with torch.autocast(features.device.type, enabled=False):  # in float32, never bf16
+        return _ortho_lift(features.float(), full_proj.float(), world_to_cam.float(), res, bound).to(features.dtype)
+
+
+def _ortho_lift(features, full_proj, world_to_cam, res, bound):
     b, v, c, h, w = features.shape
-    pts = plane_points(res, bound, device=features.device, dtype=full_proj.dtype)  # (3, P, 3)
+    pts = plane_points(res, bound, device=features.device, dtype=torch.float32)  # (3, P, 3)
     hom = torch.cat([pts, torch.ones_like(pts[..., :1])], -1).reshape(1, 1, -1, 4)
     clip = hom @ full_proj.transpose(-1, -2)  # (B, V, 3P, 4)
     grid = torch.stack([clip[..., 0], -clip[..., 1]], -1) / clip[..., 3:4]  # row 0 = NDC y +1
-    sampled = F.grid_sample(features.reshape(b * v, c, h, w), grid.reshape(b * v, 1, -1, 2).to(features.dtype),
+    sampled = F.grid_sample(features.reshape(b * v, c, h, w), grid.reshape(b * v, 1, -1, 2),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
     sampled = sampled.reshape(b, v, c, 3, res, res)
     # Viewing directions (the camera looks down -Z), normalised: a normalised-frame view matrix
     # carries the framing's scale in its rotation rows.
-    axis = -world_to_cam[..., 2, :3]
+    axis = -world_to_cam[..., 2, :3].float()
     axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     normals = torch.eye(3, device=axis.device, dtype=axis.dtype)[[2, 1, 0]]  # XY->z, XZ->y, YZ->x
-    aligned = ((axis @ normals.T).abs() > 0.99).to(features.dtype)  # (B, V, 3)
+    aligned = ((axis @ normals.T).abs() > 0.99).float()  # (B, V, 3)
     weight = aligned / aligned.sum(1, keepdim=True).clamp_min(1)
     return torch.einsum("bvcpij,bvp->bpcij", sampled, weight)
 
@@ -477,7 +482,8 @@ class SLRM(ModelMixin, nn.Module):
         context = f_tok.reshape(b, v, -1, th * tw).transpose(-1, -2) + self.view_embed(plucker(to, td).to(f_tok.dtype))
         context = context.reshape(b, v * th * tw, -1)
         tokens = self.tokens.expand(b, -1, -1).to(images.dtype)
-        full_proj = pr @ w2c
+        with torch.autocast(images.device.type, enabled=False):
+            full_proj = pr.float() @ w2c.float()
         if self.lift_mid is not None:
             mid = self.lift_mid(f_mid).reshape(b, v, c.dim, *f_mid.shape[-2:])
             lifted = ortho_lift(mid, full_proj, w2c, c.token_res)  # (B, 3, D, T, T)
@@ -495,7 +501,8 @@ class SLRM(ModelMixin, nn.Module):
 
     def query(self, planes: torch.Tensor, points: torch.Tensor) -> FieldOutput:
         """The field at ``points`` ``(B, N, 3)`` (normalised frame) from ``planes`` ``(B, 3, Ct, R, R)``."""
-        feat = sample_triplane(planes, points.to(planes.dtype))
+        # Sample in float32: bf16 positions would be off by up to 1/8 texel near the box's faces.
+        feat = sample_triplane(planes.float(), points.float())
         sdf = self.sdf_decoder(feat)[..., 0]
         if self.config.sphere_prior > 0:
             sdf = sdf + (points.norm(dim=-1) - self.config.sphere_prior).to(sdf.dtype)
