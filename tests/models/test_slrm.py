@@ -191,3 +191,16 @@ def test_geometry_stays_float32_under_autocast():
     for a, b in zip(ref, got):
         assert b.dtype == torch.float32 and torch.equal(a, b)
     assert torch.equal(lifted, ortho_lift(feats, full, wn[None], res))
+
+
+@pytest.mark.slow
+def test_paper_config_runs_forward():
+    """The paper's sizes (351 M parameters, ViT encoder at 256², 1024-wide 16-block transformer) build
+    and run one forward with random weights (never trained here)."""
+    m = SLRM(SLRMConfig.paper()).eval()
+    assert 300e6 < m.num_parameters() < 400e6
+    x, w2c, proj = inputs(m, 1)
+    with torch.inference_mode():
+        planes = m.encode(x, w2c, proj)
+        out = m.query(planes, torch.rand(1, 64, 3) * 2 - 1)
+    assert planes.shape == (1, 3, 80, 64, 64) and torch.isfinite(out.sdf).all()
