@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the project measures on the lent GPU machine, in a few calls on one warm machine.
-#   bash benchmarks/gpu_session.sh SECTION...    (sections: tests data profile geometry eval vrm refine nearest render)
+#   bash benchmarks/gpu_session.sh SECTION...    (sections: tests data profile geometry eval vrm refine nearest render models)
 # Logs go to $OUT (the device tool brings them back) or out/gpu-session. Wheels the machine lacks
 # travel in .whl/ (see /work/.library device README; ../shared/tools/device-wheels.py fetches them).
 set -o pipefail
@@ -28,6 +28,9 @@ for section in "$@"; do
       run refine python3 benchmarks/refine_bench.py --device cuda --timing-runs 5
       run refine_profile python3 benchmarks/refine_profile.py "${TMPDIR:-/tmp}/stdgen-refine-bench/0900000" --device cuda ;;
     nearest) run nearest python3 benchmarks/nearest_bench.py --device cuda ;;
+    models)
+      run models_gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/train tests/models
+      run slrm_probe python3 benchmarks/slrm_probe.py --batch-size 8 16 --seconds 40 ;;
     render) run render python3 benchmarks/render_bench.py --device cuda --cases 100k ;;
     *) echo "unknown section $section"; exit 2 ;;
   esac
