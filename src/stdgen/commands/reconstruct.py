@@ -190,6 +190,8 @@ def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", gri
     model = SLRM.from_pretrained(wdir, device=device)
     config = ReconstructConfig(grid_resolution=grid)
     reports = []
+    if progress is not None:
+        progress(0, len(jobs))
     for k, (src, dst) in enumerate(jobs):
         t0 = time.perf_counter()
         if (src / "meta.json").is_file():

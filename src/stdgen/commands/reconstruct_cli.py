@@ -26,11 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from tqdm import tqdm
 
     from stdgen.commands.reconstruct import run
     from stdgen.errors import StdgenError
     from stdgen.utils.device import check_device, resolve_device
+    from stdgen.utils.progress import LazyBar
 
     check_device(args.device)
     if not 16 <= args.grid <= 512:
@@ -40,18 +43,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
         if not i.is_dir():
             raise StdgenError(f"{i}: not a folder")
     device = resolve_device(args.device)
-    bar = tqdm(desc="reconstruct", unit="character", leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with LazyBar(partial(tqdm, desc="reconstruct", unit="character", leave=False)) as bar:
         reports = run(inputs, Path(args.output), weights_dir=args.weights, device=device, grid=args.grid,
-                      overwrite=args.overwrite, progress=progress)
-    finally:
-        bar.close()
+                      overwrite=args.overwrite, progress=bar)
     for r in reports:
         s = r["seconds"]
         print(f"{r['input']}: faces {r['faces']}; forward {s['forward']:.2f} s, field {s['field']:.2f} s, "
