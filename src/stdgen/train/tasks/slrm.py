@@ -360,7 +360,8 @@ class SLRMTask(Task):
         if n_eik:
             # Central differences of the SDF at a random subset of the samples (grid_sample has no
             # double backward, so no autograd gradient): six more points each.
-            pick_e = torch.randint(0, pts.shape[1], (b, n_eik), generator=gen).to(pts.device)
+            pick_e = (torch.randint(0, pts.shape[1], (b, n_eik), generator=gen).to(pts.device) if gen is not None
+                      else torch.randint(0, pts.shape[1], (b, n_eik), device=pts.device))  # no host round trip
             base = pts.gather(1, pick_e[..., None].expand(b, n_eik, 3))
             fd = 1.0 / p.model.triplane_res  # half a texel
             offs = torch.cat([torch.eye(3), -torch.eye(3)]).to(pts) * fd  # (6, 3)
