@@ -22,7 +22,8 @@ import importlib
 _EXPORTS = {
     "CanonicalizerConfig": "config", "paper_config": "config", "small_config": "config", "tiny_config": "config",
     "Canonicalizer": "model", "CanonicalizerOutput": "model", "ReferenceBlock": "model", "PoseCheck": "model",
-    "reference_attention_reference": "model", "to_straight_rgba": "model",
+    "reference_attention_reference": "model", "to_straight_rgba": "model", "frame_like_dataset": "model",
+    "prepare_picture": "model", "FIGURE_HEIGHT": "model",
 }
 __all__ = sorted(_EXPORTS)
 

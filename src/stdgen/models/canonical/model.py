@@ -41,11 +41,13 @@ class CanonicalizerOutput:
 class ReferenceContext:
     """What the transformer blocks share during one pass: ``mode`` ``"write"`` (the ReferenceNet
     stores each block's normalised tokens in ``bank``) or ``"read"`` (the denoiser's block with the
-    same index attends to them too); ``tokens`` ``(N, S, context_dim)`` cross-attention context."""
+    same index attends to them too); ``tokens`` ``(N, S, context_dim)`` cross-attention context;
+    ``last``: the index of the ReferenceNet's last block, which only stores (nothing reads its output)."""
 
     mode: str
     tokens: torch.Tensor
     bank: dict[int, torch.Tensor] = field(default_factory=dict)
+    last: int = -1
 
 
 class ReferenceBlock(nn.Module):
@@ -73,6 +75,8 @@ class ReferenceBlock(nn.Module):
         x = self.norm_self(t)
         if ctx.mode == "write":
             ctx.bank[self.index] = x
+            if self.index == ctx.last:
+                return h
             kv = None
         else:
             kv = torch.cat([x, ctx.bank[self.index].to(x.dtype)], dim=1)
@@ -190,7 +194,7 @@ class Canonicalizer(ModelMixin, nn.Module):
             k = keep_ref.to(tokens.dtype)
             tokens = tokens * k[:, None, None] + self.null_tokens.to(tokens.dtype) * (1 - k[:, None, None])
             glob = glob * k[:, None] + self.null_global.to(glob.dtype) * (1 - k[:, None])
-        ctx = ReferenceContext("write", tokens)
+        ctx = ReferenceContext("write", tokens, last=self._ref_last.index)
         temb = (self.reference_temb.to(glob.dtype) + glob)
         self.reference_net(self._fold(reference), temb, ctx, stop_after_attention=self._ref_last)
         ctx.mode = "read"
@@ -337,3 +341,35 @@ def to_straight_rgba(x: torch.Tensor) -> torch.Tensor:
     rgb, a = x[:3], x[3:4].clamp(0, 1)
     straight = torch.where(a > 0.02, (rgb - (1 - a)) / a.clamp_min(0.02), torch.ones_like(rgb))
     return torch.cat([straight.clamp(0, 1), a])
+
+
+#: The dataset's framing of an A-pose front: the character's height is this share of the image
+#: (``1 / margin`` with the renders' margin 1.1).
+FIGURE_HEIGHT = 1 / 1.1
+
+
+def frame_like_dataset(rgba: torch.Tensor, side: int, threshold: float = 0.5) -> torch.Tensor:
+    """Re-frame a straight-alpha ``(4, H, W)`` picture in [0, 1] as the dataset frames its A-pose
+    front: the figure (alpha > ``threshold``) scaled so its height is :data:`FIGURE_HEIGHT` of the
+    side (less if it is wider than that), its bounding box centred -> ``(4, side, side)``. A
+    picture with no figure comes back resized only. Used when canonicalisation is skipped."""
+    check_tensor(rgba, "rgba", (4, None, None))
+    mask = rgba[3] > threshold
+    if not bool(mask.any()):
+        return F.interpolate(rgba[None], size=(side, side), mode="bilinear", antialias=True,
+                             align_corners=False)[0].clamp(0, 1)
+    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    crop = rgba[:, top:bottom, left:right]
+    h, w = crop.shape[1:]
+    scale = FIGURE_HEIGHT * side / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    # Resize premultiplied so the transparent surroundings do not bleed into the edge colours.
+    pm = torch.cat([crop[:3] * crop[3:4], crop[3:4]])[None]
+    pm = F.interpolate(pm, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    out = torch.zeros(4, side, side, dtype=rgba.dtype)
+    y0, x0 = (side - nh) // 2, (side - nw) // 2
+    out[:, y0:y0 + nh, x0:x0 + nw] = pm
+    a = out[3:4]
+    out[:3] = torch.where(a > 1e-4, out[:3] / a.clamp_min(1e-4), torch.ones_like(out[:3])).clamp(0, 1)
+    return out
