@@ -356,3 +356,25 @@ def test_canonicalize_cli_one_line_errors(tmp_path, weights, capsys):
         assert len(err.splitlines()) == 1 and needle in err, (argv, err)
     assert foreign.read_bytes() == b"not stdgen's"
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_small_preset_trains_and_samples_on_cuda_in_bf16():
+    from stdgen.train.tasks.canon import CanonTask, small
+
+    task = CanonTask(small())
+    torch.manual_seed(0)
+    model = task.build_model().cuda()
+    raw = {k: v.cuda() for k, v in _fake_stream_batch(b=2, res=128).items()}
+    batch = task.make_batch(raw, torch.Generator(device="cuda").manual_seed(0))
+    with torch.autocast("cuda", torch.bfloat16):
+        loss = sum(task.losses(model, batch, 0).values())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    img = torch.rand(4, 200, 150, generator=torch.Generator().manual_seed(0))
+    a = model.canonicalize(img, seed=0, steps=2, guidance=2.0)
+    b = model.canonicalize(img, seed=0, steps=2, guidance=2.0)
+    assert a.shape == (4, 128, 128)
+    torch.testing.assert_close(a, b)
