@@ -164,6 +164,9 @@ class Canonicalizer(ModelMixin, nn.Module):
         self.null_tokens = nn.Parameter(torch.zeros(c.context_tokens ** 2, c.context_dim))
         self.null_global = nn.Parameter(torch.zeros(c.temb_dim))
         self.check = PoseCheck(c)
+        # A buffer, not a tensor made per call: building it on the GPU each step would be a
+        # host-to-device copy that waits for the queued work.
+        self.register_buffer("null_reference", torch.tensor(NULL_REFERENCE).reshape(1, 4, 1, 1), persistent=False)
 
     # --------------------------------------------------------------------------------- the parts
     def flow(self, side: int) -> FlowMatching:
@@ -187,8 +190,7 @@ class Canonicalizer(ModelMixin, nn.Module):
             raise ValueError(f"reference: sides must be multiples of {step}, got {tuple(reference.shape[-2:])}")
         if keep_ref is not None:
             k = keep_ref.to(reference.dtype)[:, None, None, None]
-            null = torch.tensor(NULL_REFERENCE, dtype=reference.dtype, device=reference.device)[None, :, None, None]
-            reference = reference * k + null * (1 - k)
+            reference = reference * k + self.null_reference.to(reference.dtype) * (1 - k)
         tokens, glob = self.encoder(reference)
         if keep_ref is not None:
             k = keep_ref.to(tokens.dtype)
