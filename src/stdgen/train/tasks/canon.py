@@ -145,28 +145,33 @@ class CanonTask(Task):
 
     # ----------------------------------------------------------------------------------- data
     def stream_config(self, *, split: str = "train", rank: int = 0, world_size: int = 1, device="cpu",
-                      seed: int = 0, count: int | None = None, batch_size: int | None = None):
+                      seed: int = 0, count: int | None = None, batch_size: int | None = None, start: int = 0):
+        """The RenderStream of posed pairs: training (from ``pool_start``, moved on by ``start`` steps
+        already trained) or the fixed validation / test pairs (fresh characters, fixed light)."""
         from stdgen.data.stream import StreamConfig
 
         p = self.preset
         train = split == "train"
         return StreamConfig(batch_size=batch_size or max(1, p.batch_size // world_size), resolution=p.resolution,
                             views="gen", layers=("full",), maps=("lit", "normal", "depth"), split=split,
-                            start=p.pool_start if train else 0, count=count, workers=p.stream_workers if train else 0,
+                            start=p.pool_start + start * p.batch_size if train else 0, count=count,
+                            workers=p.stream_workers if train else 0,
                             pool_size=p.pool_size if train else 0, background="white", random_light=train,
                             device=str(device), rank=rank, world_size=world_size, seed=seed, posed_input=True,
                             apose_input_fraction=p.apose_fraction if train else 0.5, posed_perspective=p.perspective)
 
-    def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int):
+    def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int, start: int = 0):
         """Endless ``{"target": (B, 4, H, W) model space, "ref": (B, 4, H, W) [0, 1], "is_apose": (B,),
-        "arms": (B, 2) degrees / 90}`` on ``device``."""
+        "arms": (B, 2) degrees / 90}`` on ``device``. A resumed run (``start`` steps done) continues
+        further along the training seeds: in pool mode, a new pool."""
         from stdgen.data.stream import RenderStream
 
         device = torch.device(device)
         gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank)
         phase = 0
         while True:
-            cfg = self.stream_config(rank=rank, world_size=world_size, device=device, seed=seed * 1009 + phase)
+            cfg = self.stream_config(rank=rank, world_size=world_size, device=device, seed=seed * 1009 + phase + start,
+                                     start=start)
             it = iter(RenderStream(cfg))
             try:
                 for raw in it:
