@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "layers-demo": ("stdgen.commands.layers_demo_cli", "voxelise a procedural character and extract its body / "
                     "clothes / hair layers"),
     "reconstruct": ("stdgen.commands.reconstruct_cli", "six views -> layered character (S-LRM)"),
+    "canonicalize": ("stdgen.commands.canonicalize_cli", "one picture in any pose -> the character in A-pose "
+                     "(pose canonicalisation)"),
     "multiview": ("stdgen.commands.multiview_cli", "one A-pose picture -> six views of colour and normals "
                   "(multi-view diffusion)"),
     "refine": ("stdgen.refine.cli", "refine a character's coarse layer meshes against its views and texture them"),

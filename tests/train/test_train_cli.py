@@ -35,7 +35,12 @@ def test_train_resume_export(tmp_path, capsys):
     assert (m(xy).color - ref(xy).color).abs().max() < 2e-2
 
 
-def test_errors_are_one_line_exit_2(tmp_path, capsys):
+def test_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    import stdgen.train.tasks as reg
+
+    # A task registered before its module lands (canon was, until issue 15).
+    monkeypatch.setitem(reg.TASKS, "canon", "stdgen.train.tasks.ghost")
+    monkeypatch.setitem(reg.PRESETS, "canon", {p: f"stdgen.train.tasks.ghost:{p}" for p in ("tiny", "small", "paper")})
     assert main(["train", "canon", "--preset", "tiny", "-o", str(tmp_path / "x")]) == 2
     assert "stdgen: error: task 'canon' is registered but its module" in capsys.readouterr().err
     assert main(["train", "toy", "--preset", "tiny", "-o", str(tmp_path / "x"), "--set", "train.lr=-1"]) == 2

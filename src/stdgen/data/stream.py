@@ -52,6 +52,15 @@ class StreamConfig:
     colour or vertical gradient per image); ``random_light`` a random key light per character;
     ``rank``/``world_size`` shard the seeds across distributed processes; ``seed`` seeds the
     augmentations; ``prefetch_thread`` receives the workers' characters on a background thread.
+
+    Canonicalisation pairs: ``posed_input`` also renders each character in a random pose
+    (:func:`stdgen.data.posing.random_pose`) from one random camera (``posed_*`` entries of the
+    batch); the A-pose views then show the exact A-pose (no arm-angle augmentation in pool mode).
+    A fraction ``apose_input_fraction`` of the inputs keep the A-pose (arms within 5 degrees of it:
+    the A-pose check's positives). The input camera: azimuth within ``+-posed_azimuth``, elevation
+    within ``+-posed_elevation`` degrees, perspective (40 degree field of view) with probability
+    ``posed_perspective`` else orthographic, framing the posed character's bounds zoomed by a
+    factor in ``posed_scale`` and shifted by up to ``posed_shift`` of the frame.
     """
 
     batch_size: int = 8
@@ -77,6 +86,13 @@ class StreamConfig:
     #: With workers: receive the workers' characters on a background thread, so taking them off
     #: the DataLoader overlaps the rendering of the previous batch.
     prefetch_thread: bool = True
+    posed_input: bool = False
+    apose_input_fraction: float = 0.0
+    posed_azimuth: float = 20.0
+    posed_elevation: float = 15.0
+    posed_perspective: float = 0.5
+    posed_scale: tuple[float, float] = (0.8, 1.15)
+    posed_shift: float = 0.08
 
     def __post_init__(self) -> None:
         if self.views not in ("eval", "gen"):
@@ -93,6 +109,15 @@ class StreamConfig:
             raise ValueError(f"layers: unknown {sorted(unknown)}; choose from {LAYER_ORDER}")
         if self.batch_size < 1 or self.workers < 0 or self.pool_size < 0 or self.random_views < 0:
             raise ValueError("batch_size must be >= 1; workers, pool_size and random_views >= 0")
+        for name in ("apose_input_fraction", "posed_perspective"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)}")
+        self.posed_scale = tuple(self.posed_scale)
+        if len(self.posed_scale) != 2 or not 0 < self.posed_scale[0] <= self.posed_scale[1]:
+            raise ValueError(f"posed_scale: expected (low, high) with 0 < low <= high, got {self.posed_scale}")
+        if not 0 <= self.posed_azimuth <= 180 or not 0 <= self.posed_elevation <= 80 or not 0 <= self.posed_shift < 0.5:
+            raise ValueError(f"posed_azimuth / posed_elevation / posed_shift: expected in [0, 180] / [0, 80] / "
+                             f"[0, 0.5), got {self.posed_azimuth}, {self.posed_elevation}, {self.posed_shift}")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} outside world_size {self.world_size}")
 
@@ -141,6 +166,24 @@ class SourceItem:
     variant: int
     light_dir: tuple[float, float, float]
     color_matrices: np.ndarray | None = None
+    posed: PosedInput | None = None
+
+
+@dataclass
+class PosedInput:
+    """The posed input of a canonicalisation pair: the scene in that pose, its camera (``azimuth``,
+    ``elevation`` degrees, ``orthographic``, ``center`` (3,), ``half_size``: the half height of the
+    frame at the centre's depth), the upper-arm angles (left, right) in degrees below horizontal,
+    and whether the input keeps the A-pose."""
+
+    scene: Scene
+    azimuth: float
+    elevation: float
+    orthographic: bool
+    center: tuple[float, float, float]
+    half_size: float
+    arm_deg: tuple[float, float]
+    is_apose: bool
 
 
 _SCENE_ARRAYS = ("vertices", "normals", "colors", "faces", "face_labels", "face_texture", "corner_uvs", "topology")
@@ -149,9 +192,15 @@ _SCENE_ARRAYS = ("vertices", "normals", "colors", "faces", "face_labels", "face_
 def _to_shared(item: SourceItem) -> SourceItem:
     """In a DataLoader worker: pack the scene's arrays (and textures) into one byte tensor, which
     travels to the training process through shared memory instead of being pickled through a pipe.
-    One tensor per item, not one per array: each shared tensor costs a file descriptor and a
+    One tensor per scene, not one per array: each shared tensor costs a file descriptor and a
     mapping, and at ~15 arrays per item those dominated the stream's time."""
-    sc = item.scene
+    _pack_scene(item.scene)
+    if item.posed is not None:
+        _pack_scene(item.posed.scene)
+    return item
+
+
+def _pack_scene(sc: Scene) -> None:
     arrays = [np.ascontiguousarray(getattr(sc, n)) for n in _SCENE_ARRAYS]
     arrays += [np.ascontiguousarray(t) for t in sc.textures]
     layout, size = [], 0
@@ -166,15 +215,20 @@ def _to_shared(item: SourceItem) -> SourceItem:
         setattr(sc, n, None)
     sc.textures = []
     sc._packed = (torch.from_numpy(buf), layout)  # transport only, removed on arrival
-    return item
 
 
 def _from_shared(item: SourceItem) -> SourceItem:
-    """In the training process: the scene's arrays as views into the shared buffer (no copy)."""
-    sc = item.scene
+    """In the training process: the scenes' arrays as views into the shared buffers (no copy)."""
+    _unpack_scene(item.scene)
+    if item.posed is not None:
+        _unpack_scene(item.posed.scene)
+    return item
+
+
+def _unpack_scene(sc: Scene) -> None:
     packed = getattr(sc, "_packed", None)
     if packed is None:
-        return item
+        return
     buf = packed[0].numpy()
     arrays = [buf[off:off + int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize].view(dt).reshape(shape)
               for off, dt, shape in packed[1]]
@@ -182,7 +236,6 @@ def _from_shared(item: SourceItem) -> SourceItem:
         setattr(sc, n, arr)
     sc.textures = arrays[len(_SCENE_ARRAYS):]
     del sc._packed
-    return item
 
 
 class CharacterSource(IterableDataset):
@@ -215,7 +268,7 @@ class CharacterSource(IterableDataset):
               topology: np.ndarray | None = None) -> SourceItem:
         c = self.config
         color = None
-        if rng is not None and character.skeleton is not None:
+        if rng is not None and character.skeleton is not None and not c.posed_input:
             from stdgen.data.posing import augmented_a_pose
 
             character = character.with_pose(augmented_a_pose(character.skeleton, rng))
@@ -223,8 +276,32 @@ class CharacterSource(IterableDataset):
             color = random_recolor(rng)
         light_seed = seed if variant == 0 else _derive_seed(seed, 1000 + variant)
         scene = scene_from_character(character, topology=topology)
+        posed = None
+        if c.posed_input and character.skeleton is not None:
+            prng = rng if rng is not None else np.random.default_rng(_derive_seed(c.seed, _derive_seed(seed, 3000)))
+            posed = self._posed(character, prng, scene.topology)
         return SourceItem(scene, frame_character(character, c.margin, scene), seed, variant,
-                          light_direction(light_seed, c.random_light), color)
+                          light_direction(light_seed, c.random_light), color, posed)
+
+    def _posed(self, character, rng: np.random.Generator, topology: np.ndarray | None) -> PosedInput:
+        """The character in a random pose (or, with ``apose_input_fraction``, a near A-pose) and a
+        random input camera (see :class:`StreamConfig`)."""
+        from stdgen.data.posing import augmented_a_pose, random_pose, upper_arm_angle
+
+        c = self.config
+        sk = character.skeleton
+        is_apose = bool(rng.uniform() < c.apose_input_fraction)
+        pose = augmented_a_pose(sk, rng, jitter_deg=5.0, asymmetry_deg=2.0) if is_apose else random_pose(sk, rng)
+        posed = character.with_pose(pose)
+        scene = scene_from_character(posed, topology=topology)
+        fr = frame_character(posed, c.margin, scene)
+        half = fr.half_size / float(rng.uniform(*c.posed_scale))
+        shift = rng.uniform(-c.posed_shift, c.posed_shift, size=2) * 2 * half
+        center = (fr.center[0] - float(shift[0]), fr.center[1] - float(shift[1]), fr.center[2])
+        arms = tuple(float(upper_arm_angle(sk, pose, side)) for side in ("left", "right"))
+        return PosedInput(scene, float(rng.uniform(-c.posed_azimuth, c.posed_azimuth)),
+                          float(rng.uniform(-c.posed_elevation, c.posed_elevation)),
+                          bool(rng.uniform() >= c.posed_perspective), center, float(half), arms, is_apose)
 
     def __iter__(self):
         c = self.config
@@ -376,6 +453,53 @@ class RenderStream(IterableDataset):
         batch["variant"] = torch.tensor([it.variant for it in items], dtype=torch.int64)
         batch["layers"] = tuple(c.layers)
         batch["view_names"] = list(cams[0].names)
+        if c.posed_input:
+            batch.update(self.render_posed(items, device, generator))
+        return batch
+
+    def render_posed(self, items: list[SourceItem], device, generator: torch.Generator) -> dict:
+        """The posed inputs of a batch (full layer set, one camera each): ``posed_rgb`` /
+        ``posed_lit`` (B, 3, H, W) over the background, ``posed_alpha`` (B, 1, H, W), ``posed_normal``
+        / ``posed_depth`` when those maps are streamed, ``posed_arm_deg`` (B, 2) upper-arm angles
+        (left, right), ``posed_is_apose`` (B,) bool, ``posed_orthographic`` (B,) bool."""
+        from stdgen.render.camera import orthographic_cameras, perspective_cameras
+
+        c = self.config
+        if any(it.posed is None for it in items):
+            raise ValueError("posed_input: every character needs a skeleton to be posed")
+        jobs = []
+        fov = 40.0
+        for it in items:
+            p = it.posed
+            if p.orthographic:
+                cam = orthographic_cameras([p.azimuth], p.elevation, center=p.center, half_size=p.half_size,
+                                           names=["posed"])
+            else:
+                dist = p.half_size / math.tan(math.radians(fov) / 2)
+                cam = perspective_cameras([p.azimuth], p.elevation, dist, center=p.center, fov_y_deg=fov,
+                                          near=max(0.01, dist - 3 * p.half_size), far=dist + 3 * p.half_size,
+                                          names=["posed"])
+            jobs.append(RenderJob(p.scene, cam, ("full",), it.light_dir, it.color_matrices))
+        maps = tuple(m for m in c.maps if m != "sem") + ("alpha",)
+        out = render_jobs(jobs, c.resolution, device=device, backend=c.backend, antialiasing=c.antialias, maps=maps)
+        alpha = out["alpha"]
+        b, res = len(items), c.resolution
+        bg = None
+        if c.background == "white":
+            bg = torch.ones(1, 1, 1, 3, device=device)
+        elif c.background == "random":
+            bg = backgrounds(b, res, generator, device)
+        chw = lambda t: t.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        batch = {"posed_alpha": chw(alpha)}
+        for key in ("rgb", "lit"):
+            if key in c.maps:
+                batch[f"posed_{key}"] = chw(out[key] if bg is None else out[key] + bg * (1 - alpha))
+        for key in ("normal", "depth"):
+            if key in c.maps:
+                batch[f"posed_{key}"] = chw(out[key])
+        batch["posed_arm_deg"] = torch.tensor([it.posed.arm_deg for it in items], dtype=torch.float32, device=device)
+        batch["posed_is_apose"] = torch.tensor([it.posed.is_apose for it in items], dtype=torch.bool, device=device)
+        batch["posed_orthographic"] = torch.tensor([it.posed.orthographic for it in items], dtype=torch.bool)
         return batch
 
 

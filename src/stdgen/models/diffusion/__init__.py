@@ -9,10 +9,12 @@
 - :mod:`.flow`: :class:`FlowMatching`, the rectified-flow objective (``x = (1 - s) x0 + s eps``,
   target ``eps - x0``) and a seeded Euler sampler around ``FlowMatchEulerDiscreteScheduler``;
   :func:`guided` for classifier-free guidance.
+- :mod:`.encoder`: :class:`ImageEncoder`, a picture -> cross-attention tokens + a global embedding.
 """
 
 from stdgen.models.diffusion.attention import Attention, FeedForward
+from stdgen.models.diffusion.encoder import ImageEncoder
 from stdgen.models.diffusion.flow import FlowMatching, guided
 from stdgen.models.diffusion.unet import TimeEmbedding, UNetBackbone
 
-__all__ = ["Attention", "FeedForward", "FlowMatching", "guided", "TimeEmbedding", "UNetBackbone"]
+__all__ = ["Attention", "FeedForward", "FlowMatching", "guided", "ImageEncoder", "TimeEmbedding", "UNetBackbone"]

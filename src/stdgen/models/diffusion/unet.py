@@ -98,24 +98,39 @@ class UNetBackbone(nn.Module):
     def _attend(module: nn.Module, h: torch.Tensor, context: Any) -> torch.Tensor:
         return h if isinstance(module, nn.Identity) else module(h, context)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: Any = None) -> torch.Tensor:
+    def attention_modules(self) -> list[nn.Module]:
+        """The attention modules (not the Identity placeholders) in the order :meth:`forward` calls them."""
+        order = list(self.down_attn) + [self.mid_attn] + list(self.up_attn)
+        return [m for m in order if not isinstance(m, nn.Identity)]
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: Any = None,
+                stop_after_attention: nn.Module | None = None) -> torch.Tensor:
+        """``stop_after_attention``: return the features right after that attention module has run
+        (an encoder that only feeds its attention layers, like a ReferenceNet, skips the rest)."""
         h = self.conv_in(x)
         skips = [h]
         k = 0
         for i in range(self.levels):
             for _ in range(self.layers_per_block):
                 h = self._attend(self.down_attn[k], self.down_res[k](h, temb), context)
+                if self.down_attn[k] is stop_after_attention:
+                    return h
                 skips.append(h)
                 k += 1
             if i < self.levels - 1:
                 h = self.downsample[i](h)
                 skips.append(h)
-        h = self.mid_res2(self._attend(self.mid_attn, self.mid_res1(h, temb), context), temb)
+        h = self._attend(self.mid_attn, self.mid_res1(h, temb), context)
+        if self.mid_attn is stop_after_attention:
+            return h
+        h = self.mid_res2(h, temb)
         k = 0
         for j, _ in enumerate(reversed(range(self.levels))):
             for _ in range(self.layers_per_block + 1):
                 h = self.up_res[k](torch.cat([h, skips.pop()], dim=1), temb)
                 h = self._attend(self.up_attn[k], h, context)
+                if self.up_attn[k] is stop_after_attention:
+                    return h
                 k += 1
             if j < self.levels - 1:
                 h = self.upsample[j](h)

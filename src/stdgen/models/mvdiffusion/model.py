@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
 from stdgen.models.diffusion.attention import (
@@ -27,6 +26,7 @@ from stdgen.models.diffusion.attention import (
     image_sequences,
     row_sequences,
 )
+from stdgen.models.diffusion.encoder import ImageEncoder
 from stdgen.models.diffusion.flow import FlowMatching, guided
 from stdgen.models.diffusion.unet import TimeEmbedding, UNetBackbone
 from stdgen.models.modeling import ModelMixin
@@ -94,43 +94,13 @@ class MultiViewBlock(nn.Module):
         return t.reshape(n, height, width, c).permute(0, 3, 1, 2)
 
 
-class _Residual(nn.Module):
-    """A diffusers residual block without a time embedding, usable in ``nn.Sequential``."""
-
-    def __init__(self, block: ResnetBlock2D):
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x, None)
-
-
-class ConditionEncoder(nn.Module):
+class ConditionEncoder(ImageEncoder):
     """``(B, 4, H, W)`` condition image -> ``tokens`` ``(B, T*T, context_dim)`` and a pooled
-    ``(B, temb_dim)`` global embedding: stride-2 convolutions with residual blocks, pooled to a
-    ``T x T`` grid, plus learned positions."""
+    ``(B, temb_dim)`` global embedding (the toolkit's :class:`ImageEncoder` sized by the config)."""
 
     def __init__(self, config: MultiViewDiffusionConfig):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = 4
-        groups = min(config.norm_groups, 8)
-        for cout in config.encoder_channels:
-            layers.append(nn.Conv2d(c, cout, 3, stride=2, padding=1))
-            layers.append(_Residual(ResnetBlock2D(in_channels=cout, out_channels=cout, temb_channels=None,
-                                                  groups=groups if cout % groups == 0 else 1)))
-            c = cout
-        self.net = nn.Sequential(*layers)
-        self.grid = config.context_tokens
-        self.to_tokens = nn.Linear(c, config.context_dim)
-        self.pos = nn.Parameter(torch.randn(self.grid * self.grid, config.context_dim) * 0.02)
-        self.to_global = nn.Sequential(nn.Linear(c, config.temb_dim), nn.SiLU(), nn.Linear(config.temb_dim,
-                                                                                           config.temb_dim))
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.net(image)
-        grid = F.adaptive_avg_pool2d(f, self.grid).flatten(2).transpose(1, 2)  # (B, T*T, C)
-        return self.to_tokens(grid) + self.pos, self.to_global(f.mean(dim=(2, 3)))
+        super().__init__(4, config.encoder_channels, config.context_tokens, config.context_dim, config.temb_dim,
+                         config.norm_groups)
 
 
 class MultiViewDiffusion(ModelMixin, nn.Module):
