@@ -1,8 +1,8 @@
 """Synthetic backgrounds for the segmenter's training pictures, made on the images' device.
 
 :func:`synthetic_backgrounds` returns ``(N, 3, S, S)`` colour in [0, 1], one of :data:`KINDS` per
-image: plain colours, linear and radial gradients, multi-scale value noise, stripes, checks, soft
-blobs with film grain, and clutter (random discs, boxes and bars over a gradient: edges and shapes
+image: plain colours (a third of them white), linear and radial gradients, multi-scale value noise,
+stripes, checks, soft blobs with film grain, and clutter (random discs, boxes and bars over a gradient: edges and shapes
 the network must learn are not the figure). The kind of each image is chosen on the host
 (:func:`random_kinds`), so nothing waits on the device; the parameters come from ``generator``.
 """
@@ -64,7 +64,9 @@ def _noise(n: int, size: int, device, generator, cells: Sequence[int], channels:
 def _make(kind: str, n: int, size: int, device, generator) -> torch.Tensor:
     c0, c1 = _colours(n, device, generator), _colours(n, device, generator)
     if kind == "solid":
-        return c0.expand(n, 3, size, size)
+        # A third pure white: the commonest background of illustrations and of our own renders.
+        white = (_rand((n, 1, 1, 1), device, generator) < 1 / 3).to(c0.dtype)
+        return (white + (1 - white) * c0).expand(n, 3, size, size)
     x, y = _coords(n, size, device, generator)
     if kind == "linear":
         return _mix(c0, c1, (x + 1) / 2)
