@@ -19,6 +19,7 @@ TASKS: dict[str, str] = {
     "slrm": "stdgen.train.tasks.slrm",
     "mvdiff": "stdgen.train.tasks.mvdiff",
     "canon": "stdgen.train.tasks.canon",
+    "segment": "stdgen.train.tasks.segment",
     "toy": "stdgen.train.tasks.toy",
 }
 
