@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stdgen.models.diffusion.checks import check_unet_fields
 from stdgen.models.modeling import ModelConfig
 
 
@@ -49,26 +50,7 @@ class CanonicalizerConfig(ModelConfig):
         # JSON gives lists: keep the tuple fields tuples (hashable, comparable with the presets).
         for name in ("channels", "attention_levels", "encoder_channels", "check_channels"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        levels = len(self.channels)
-        if levels < 1 or any(c < 1 for c in self.channels):
-            raise ValueError(f"channels: expected a non-empty tuple of positive widths, got {self.channels}")
-        if len(self.attention_levels) != levels:
-            raise ValueError(f"attention_levels: expected {levels} flags (one per level of channels), "
-                             f"got {len(self.attention_levels)}")
-        if self.patch_size not in (1, 2, 4):
-            raise ValueError(f"patch_size: expected 1, 2 or 4, got {self.patch_size}")
-        step = self.patch_size * 2 ** (levels - 1)
-        if self.resolution < step or self.resolution % step:
-            raise ValueError(f"resolution: expected a positive multiple of {step}, got {self.resolution}")
-        if self.layers_per_block < 1:
-            raise ValueError(f"layers_per_block: expected >= 1, got {self.layers_per_block}")
-        for c in self.channels:
-            if c % self.norm_groups:
-                raise ValueError(f"norm_groups: {self.norm_groups} must divide every width of channels {self.channels}")
-        for c, attn in zip(self.channels, self.attention_levels[:-1] + (True,)):
-            if attn and c % self.head_dim:
-                raise ValueError(f"head_dim: {self.head_dim} must divide the width of every attention level "
-                                 f"(and the last) of channels {self.channels}")
+        check_unet_fields(self)
         for name in ("encoder_channels", "check_channels"):
             v = getattr(self, name)
             if not v or any(c < 1 for c in v):

@@ -10,6 +10,7 @@
   target ``eps - x0``) and a seeded Euler sampler around ``FlowMatchEulerDiscreteScheduler``;
   :func:`guided` for classifier-free guidance.
 - :mod:`.encoder`: :class:`ImageEncoder`, a picture -> cross-attention tokens + a global embedding.
+- :mod:`.checks`: :func:`check_unet_fields`, the U-Net config checks every network's config runs.
 """
 
 from stdgen.models.diffusion.attention import Attention, FeedForward
