@@ -23,14 +23,7 @@ from stdgen.models.canonical.model import (
     to_straight_rgba,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: thread start-up and contention on a shared 2-core machine cost more than the maths."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed: int = 0, **kw) -> Canonicalizer:

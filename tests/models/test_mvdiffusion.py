@@ -28,14 +28,7 @@ from stdgen.models.mvdiffusion import (
     tiny_config,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: thread start-up and contention on a shared 2-core machine cost more than the maths."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _grid(seed: int = 0, shape=(2, 2, 3, 4, 5, 16)) -> torch.Tensor:
@@ -312,7 +305,6 @@ def test_config_accepts_json_lists():
     assert again == cfg and isinstance(again.channels, tuple)
 
 
-@pytest.mark.skipif(not hasattr(MultiViewDiffusion, "save_pretrained"), reason="needs stdgen.models.modeling")
 def test_save_load_round_trip(tmp_path):
     m = _tiny_model()
     with torch.no_grad():

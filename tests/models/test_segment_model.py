@@ -8,13 +8,7 @@ import torch
 
 from stdgen.models.segment import Segmenter, SegmenterConfig, paper_config, small_config, tiny_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed: int = 0) -> Segmenter:

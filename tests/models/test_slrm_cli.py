@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from stdgen.cli import main
 from stdgen.models.slrm import SLRM, SLRMConfig
+from stdgen.structures.character import Character
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,36 @@ def test_reconstruct_never_clobbers(weights, dataset, tmp_path, capsys):
     out = tmp_path / "pred"
     assert main(["reconstruct", str(dataset / "0900000"), "-o", str(out), *args]) == 0
     assert main(["reconstruct", str(dataset / "0900000"), "-o", str(out), *args]) == 0
+
+
+def test_reconstruct_refine_hands_the_parts_and_the_folder_views_to_refinement(weights, dataset, tmp_path, monkeypatch):
+    """--refine: the reconstructed parts and the folder's six full-character views go to
+    refine_and_texture (tested in tests/refine); its character is what gets written. Six pictures
+    without normal maps are refused."""
+    import stdgen.refine as refine
+    from stdgen.io.glb import read_glb
+    from stdgen.structures.mesh import Mesh
+
+    seen = {}
+
+    def fake(coarse, views, config=None, *, device="cpu", **kw):
+        seen["parts"], seen["views"] = dict(coarse), views
+        body = Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
+                    np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32), name="body")
+        return Character(body=body)
+
+    monkeypatch.setattr(refine, "refine_and_texture", fake)
+    out = tmp_path / "pred"
+    args = ["--weights", str(weights), "--grid", "32", "--device", "cpu"]
+    assert main(["reconstruct", str(dataset / "0900000"), "-o", str(out), "--refine", *args]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["refined"] is True and "refine" in report["seconds"]
+    assert seen["views"].images.shape[0] == 6 and seen["views"].normals.shape[-1] == 3
+    assert len(read_glb(out / "character.glb")["body"].faces) == 4
+    six = tmp_path / "six"
+    six.mkdir()
+    from PIL import Image
+
+    for name in ("-90", "-45", "0", "45", "90", "180"):
+        Image.new("RGB", (32, 32), "white").save(six / f"{name}.png")
+    assert main(["reconstruct", str(six), "-o", str(tmp_path / "o6"), "--refine", *args]) == 2

@@ -19,13 +19,7 @@ from stdgen.train.tasks.segment import (
     tiny,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fake_stream_batch(b: int = 2, v: int = 7, res: int = 32, seed: int = 0) -> dict:

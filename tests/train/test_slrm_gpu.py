@@ -10,8 +10,6 @@ import torch
 
 pytestmark = pytest.mark.gpu
 
-pytest.importorskip("peft")
-
 
 @pytest.fixture(autouse=True)
 def _cuda():

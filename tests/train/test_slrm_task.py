@@ -8,8 +8,6 @@ import torch
 
 from stdgen.structures.semantics import Part
 
-pytest.importorskip("peft")
-
 
 @pytest.fixture(scope="module")
 def stream_batch():

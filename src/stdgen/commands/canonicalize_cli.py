@@ -72,15 +72,10 @@ def _canonicalize(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from stdgen.commands.sampler_args import check_picture_and_sampler
     from stdgen.errors import StdgenError
 
-    src = Path(args.image)
-    if not src.is_file():
-        raise StdgenError(f"{src}: no such file")
-    if args.steps is not None and not 1 <= args.steps <= 1000:
-        raise StdgenError(f"--steps must be between 1 and 1000, got {args.steps}")
-    if args.guidance is not None and not 1.0 <= args.guidance <= 20.0:
-        raise StdgenError(f"--guidance must be between 1 and 20, got {args.guidance}")
+    src = check_picture_and_sampler(args)
     if Path(args.output).suffix.lower() != ".png":
         raise StdgenError(f"-o {args.output}: the output is a PNG file; give a name ending in .png")
     from stdgen.io.images import cap_resolution, read_image

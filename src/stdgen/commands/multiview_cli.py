@@ -32,17 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _multiview(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
+    from stdgen.commands.sampler_args import check_picture_and_sampler
     from stdgen.errors import StdgenError
 
-    src = Path(args.image)
-    if not src.is_file():
-        raise StdgenError(f"{src}: no such file")
-    if args.steps is not None and not 1 <= args.steps <= 1000:
-        raise StdgenError(f"--steps must be between 1 and 1000, got {args.steps}")
-    if args.guidance is not None and not 1.0 <= args.guidance <= 20.0:
-        raise StdgenError(f"--guidance must be between 1 and 20, got {args.guidance}")
+    src = check_picture_and_sampler(args)
     if args.resolution is not None and not 16 <= args.resolution <= 2048:
         raise StdgenError(f"--resolution must be between 16 and 2048, got {args.resolution}")
     from PIL import Image
@@ -57,11 +51,8 @@ def _multiview(args: argparse.Namespace) -> int:
 
     from stdgen.models.mvdiffusion.model import MultiViewDiffusion
     from stdgen.utils.device import resolve_device
+    from stdgen.weights import find_weights
 
-    try:
-        from stdgen.weights import find_weights
-    except ImportError as exc:  # the weights registry lands with the trained model
-        raise StdgenError("stdgen.weights is not available in this installation: no mvdiff weights") from exc
     device = resolve_device(args.device)
     model = MultiViewDiffusion.from_pretrained(find_weights("mvdiff", args.weights), device=device)
     res = args.resolution or model.config.resolution

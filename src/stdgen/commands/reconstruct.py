@@ -159,8 +159,25 @@ def preview_picture(character, size: int = 256, device="cpu") -> np.ndarray:
     return (np.concatenate(tiles, 1).clip(0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def refine_reconstruction(character, folder: Path, *, device="cpu"):
+    """``--refine``: the reconstructed parts refined against the character folder's six generation views
+    (colour, masks, normal maps of the full character: what the multi-view model will give) and
+    textured (:func:`stdgen.refine.refine_and_texture`)."""
+    from stdgen.io.dataset import read_renders
+    from stdgen.refine import RefineViews, refine_and_texture
+    from stdgen.structures.semantics import Part
+
+    if not len(character.body.faces):
+        raise StdgenError(f"{folder}: the reconstruction has no body to refine")
+    renders = read_renders(folder, layers=("full",), maps=("rgb", "normal"))
+    views = RefineViews.from_renders(renders, "full")
+    coarse = {Part.BODY: character.body, Part.CLOTHES: character.clothes[0] if character.clothes else None,
+              Part.HAIR: character.hair[0] if character.hair else None}
+    return refine_and_texture({p: m for p, m in coarse.items() if m is not None}, views, device=device)
+
+
 def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", grid: int = 128, overwrite=False,
-        progress=None) -> list[dict]:
+        refine: bool = False, progress=None) -> list[dict]:
     """Reconstruct each input into ``output`` (one character input: the folder itself; a dataset or
     several inputs: a subfolder per character). Every prediction folder is claimed first (a new path,
     or one this command wrote; anything else needs ``overwrite``, and inputs are never written over)
@@ -184,6 +201,11 @@ def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", gri
             jobs += [(c, output / c.name) for c in chars]
         else:
             raise StdgenError(f"{inp}: not a folder")
+    if refine:
+        no_maps = [str(src) for src, _ in jobs if not (src / "meta.json").is_file()]
+        if no_maps:
+            raise StdgenError(f"--refine needs the views' normal maps: {no_maps[0]} is six pictures, not a dataset "
+                              "character folder")
     for _, dst in jobs:
         claim_output_dir(dst, "reconstruct", overwrite=overwrite, inputs=inputs)
     wdir = find_weights("slrm", weights_dir)
@@ -202,9 +224,13 @@ def run(inputs: list[Path], output: Path, *, weights_dir=None, device="cpu", gri
         with torch.inference_mode():
             out = reconstruct_views(model, views, device=device, config=config)
         ch = out.character
+        if refine:
+            t1 = time.perf_counter()
+            ch = refine_reconstruction(ch, src, device=device)
+            out.seconds["refine"] = time.perf_counter() - t1
         parts = {"body": ch.body, "clothes": ch.clothes[0] if ch.clothes else None,
                  "hair": ch.hair[0] if ch.hair else None}
-        report = {"input": str(src), "weights": str(wdir), "grid": grid, "device": str(device),
+        report = {"input": str(src), "weights": str(wdir), "grid": grid, "device": str(device), "refined": refine,
                   "faces": {n: int(len(m.faces)) if m is not None else 0 for n, m in parts.items()},
                   "seconds": {"read": round(t_read, 3), **{n: round(v, 3) for n, v in out.seconds.items()}}}
         t0 = time.perf_counter()

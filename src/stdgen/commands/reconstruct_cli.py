@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="character folder, dataset folder or six-view folder")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="prediction folder")
+    p.add_argument("--refine", action="store_true",
+                   help="refine and texture the parts against the folder's views and normal maps (stdgen refine's "
+                   "optimisation; dataset character folders only)")
     p.add_argument("--grid", type=int, default=128, help="extraction grid resolution (default 128)")
     p.add_argument("--weights", metavar="DIR", default=None, help="weights folder holding slrm/ (default: bundled)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -45,7 +48,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     with LazyBar(partial(tqdm, desc="reconstruct", unit="character", leave=False)) as bar:
         reports = run(inputs, Path(args.output), weights_dir=args.weights, device=device, grid=args.grid,
-                      overwrite=args.overwrite, progress=bar)
+                      overwrite=args.overwrite, refine=args.refine, progress=bar)
     for r in reports:
         s = r["seconds"]
         print(f"{r['input']}: faces {r['faces']}; forward {s['forward']:.2f} s, field {s['field']:.2f} s, "

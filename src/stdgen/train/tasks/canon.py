@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from stdgen.models.canonical import Canonicalizer, paper_config, small_config, tiny_config
-from stdgen.train import Preset, Task, TrainConfig
+from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import style_augment
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,7 @@ class CanonPreset(Preset):
     image_samples: int = 4
 
     def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
+        super().__post_init__()
         step = self.model.patch_size * 2 ** (len(self.model.channels) - 1)
         if self.resolution < step or self.resolution % step:
             raise ValueError(f"resolution: expected a positive multiple of {step}, got {self.resolution}")
@@ -196,7 +194,7 @@ class CanonTask(Task):
         p = self.preset
         x0, ref = batch["target"], batch["ref"] * 2 - 1
         b = x0.shape[0]
-        flow = _unwrap(model).flow(x0.shape[-1])
+        flow = unwrap(model).flow(x0.shape[-1])
         noise = torch.randn_like(x0)
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout
@@ -211,7 +209,7 @@ class CanonTask(Task):
     def images(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """``{"samples": (1, 3, N*H, 3W)}``: per row the input, the generated A-pose, the true one."""
         p = self.preset
-        model = _unwrap(model)
+        model = unwrap(model)
         n = max(1, min(p.image_samples, batch["ref"].shape[0]))
         ref = batch["ref"][:n].float()
         out = model.sample(ref, seed=0, steps=p.val_steps, guidance=p.val_guidance)
@@ -237,7 +235,7 @@ class CanonTask(Task):
         p = self.preset
         if p.val_characters == 0:
             return {}
-        model = _unwrap(model)
+        model = unwrap(model)
         device = torch.device(device)
         val = self.validation_batch(device)
         ref, true = val["ref"].to(device), val["target"].to(device)
@@ -250,11 +248,6 @@ class CanonTask(Task):
         res["val/apose_accuracy"] = float((pred.cpu() == val["is_apose"]).float().mean().item())
         return res
 
-
-def _unwrap(model):
-    from stdgen.train.task import unwrap
-
-    return unwrap(model)
 
 
 def sample_grid(ref: torch.Tensor, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from stdgen.models.mvdiffusion import (
     small_config,
     tiny_config,
 )
-from stdgen.train import Preset, Task, TrainConfig
+from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import affine_jitter, style_augment
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,7 @@ class MultiViewPreset(Preset):
     image_samples: int = 2
 
     def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
+        super().__post_init__()
         sched = tuple(tuple(s) for s in self.resolution_schedule)
         object.__setattr__(self, "resolution_schedule", sched)
         if not sched or sched[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(sched, sched[1:])):
@@ -240,11 +238,6 @@ class MultiViewTask(Task):
                             generator=generator)
         return {"target": target, "cond": torch.cat([rgb, cond[:, 3:4]], dim=1)}
 
-    @staticmethod
-    def _unwrap(model):
-        """The model itself inside a DistributedDataParallel (or compile) wrapper."""
-        return model.module if hasattr(model, "module") and not hasattr(model, "sample") else model
-
     # ----------------------------------------------------------------------------------- losses
     def stage(self, step: int) -> int:
         self._side = self.preset.resolution(step)
@@ -257,7 +250,7 @@ class MultiViewTask(Task):
         x0 = _resize(batch["target"], side)
         cond = _resize(batch["cond"], side) * 2 - 1
         b = x0.shape[0]
-        flow = self._unwrap(model).flow(side)
+        flow = unwrap(model).flow(side)
         noise = torch.randn_like(x0)
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout
@@ -273,7 +266,7 @@ class MultiViewTask(Task):
         """``{"samples": (N, 3, 4H, 7W)}``: per sample, rows generated RGB, true RGB, generated
         normals, true normals; the condition in the first column."""
         p = self.preset
-        model = self._unwrap(model)
+        model = unwrap(model)
         n = max(1, min(p.image_samples, batch["cond"].shape[0]))
         cond = batch["cond"][:n].float()
         out = model.sample(cond, seed=0, steps=p.val_steps, guidance=p.val_guidance)
@@ -299,7 +292,7 @@ class MultiViewTask(Task):
         p = self.preset
         if p.val_characters == 0:
             return {}
-        model = self._unwrap(model)
+        model = unwrap(model)
         device = torch.device(device)
         cond, true = self._validation_batch(device, self._side)
         outs = []

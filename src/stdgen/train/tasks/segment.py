@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from stdgen.models.segment import Segmenter, paper_config, small_config, tiny_config
-from stdgen.train import Preset, Task, TrainConfig
+from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import affine_jitter, style_augment
 from stdgen.train.backgrounds import KINDS, random_kinds, synthetic_backgrounds
 
@@ -64,9 +64,7 @@ class SegmentPreset(Preset):
     image_samples: int = 4
 
     def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
+        super().__post_init__()
         object.__setattr__(self, "scale_range", tuple(float(s) for s in self.scale_range))
         m = self.model.multiple
         if self.resolution < m or self.resolution % m:
@@ -146,10 +144,6 @@ class SegmentTask(Task):
     def build_model(self) -> Segmenter:
         return Segmenter(self.preset.model)
 
-    @staticmethod
-    def _unwrap(model):
-        return model.module if hasattr(model, "module") and not hasattr(model, "predict") else model
-
     # ----------------------------------------------------------------------------------- data
     def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int, start: int = 0):
         """Endless ``{"image": (N, 3, H, W) [0, 1], "alpha": (N, 1, H, W) [0, 1]}`` on ``device``,
@@ -209,7 +203,7 @@ class SegmentTask(Task):
     def images(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """``{"samples": (N, 3, H, 4W)}``: per sample the input, the predicted alpha, the true alpha and
         the predicted cut-out over a grey checkerboard."""
-        model = self._unwrap(model)
+        model = unwrap(model)
         n = max(1, min(self.preset.image_samples, batch["image"].shape[0]))
         image, alpha = batch["image"][:n].float(), batch["alpha"][:n].float()
         pred = torch.sigmoid(model(image).logits.float())
@@ -237,7 +231,7 @@ class SegmentTask(Task):
         """``val/iou`` (mean) and ``val/iou_min`` at alpha 0.5 over the fixed validation pictures."""
         if self.preset.val_characters == 0:
             return {}
-        model = self._unwrap(model)
+        model = unwrap(model)
         device = torch.device(device)
         image, alpha = self._validation_batch(device)
         preds = []
