@@ -216,3 +216,13 @@ def test_worker_processes_deliver_every_character_once(prefetch_thread):
                        prefetch_thread=prefetch_thread)
     seeds = [int(s) for batch in RenderStream(cfg, make=standin_a_posed) for s in batch["seed"]]
     assert sorted(seeds) == [split_seed("train", i) for i in range(5)]
+
+
+def test_stream_renders_in_float32_inside_autocast():
+    """A task's validation draws batches inside the trainer's bf16 autocast: the renderer must still get
+    float32 positions (this crashed the first GPU runs of mvdiff and segment at their first validation)."""
+    plain = next(iter(_stream(count=1, batch_size=1, maps=("rgb",))))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = next(iter(_stream(count=1, batch_size=1, maps=("rgb",))))
+    assert auto["rgb"].dtype == torch.float32
+    torch.testing.assert_close(auto["rgb"], plain["rgb"])

@@ -418,8 +418,10 @@ class RenderStream(IterableDataset):
         jobs = [RenderJob(it.scene, cam, tuple(c.layers), it.light_dir, it.color_matrices)
                 for it, cam in zip(items, cams)]
         maps = tuple(c.maps) + ("alpha",)
-        out = render_jobs(jobs, c.resolution, device=device, backend=c.backend, antialiasing=c.antialias,
-                          maps=maps)
+        # Renders stay float32 when the caller trains under autocast (validation draws inside it).
+        with torch.autocast(torch.device(device).type, enabled=False):
+            out = render_jobs(jobs, c.resolution, device=device, backend=c.backend, antialiasing=c.antialias,
+                              maps=maps)
         b, nl, nv, res = len(items), len(c.layers), len(cams[0]), c.resolution
         images = b * nl * nv
 
