@@ -15,3 +15,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def no_bundled_weights(tmp_path_factory, monkeypatch):
+    """The package's bundled weights hidden (an empty folder instead), and $STDGEN_WEIGHTS unset: for
+    tests of what happens when no weights are found anywhere."""
+    import stdgen.weights
+
+    empty = tmp_path_factory.mktemp("no-bundled-weights")
+    monkeypatch.setattr(stdgen.weights, "bundled_dir", lambda: empty)
+    monkeypatch.delenv("STDGEN_WEIGHTS", raising=False)
+    return empty

@@ -326,7 +326,7 @@ def test_canonicalize_cli_writes_both_pictures(tmp_path, weights, capsys):
     assert not list(tmp_path.glob(".tmp*"))
 
 
-def test_canonicalize_cli_one_line_errors(tmp_path, weights, capsys):
+def test_canonicalize_cli_one_line_errors(tmp_path, weights, capsys, no_bundled_weights):
     from stdgen.cli import main
 
     src = _picture(tmp_path / "in.png")

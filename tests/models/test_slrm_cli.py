@@ -46,7 +46,7 @@ def test_reconstruct_a_character_folder(weights, dataset, tmp_path, capsys):
         assert (len(meshes[name].faces) if name in meshes else 0) == n
 
 
-def test_reconstruct_errors(weights, dataset, tmp_path, capsys):
+def test_reconstruct_errors(weights, dataset, tmp_path, capsys, no_bundled_weights):
     assert main(["reconstruct", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--weights", str(weights)]) == 2
     assert "not a folder" in capsys.readouterr().err
     empty = tmp_path / "empty"
