@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The bundled models' figures on the lent GPU machine, in one call:
+#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon generate; default all)
+# mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128) and steps
+# 10, 20; canon: benchmarks/canon_eval.py at steps 10, 20; generate: `stdgen generate` on the shipped
+# examples (per-stage seconds and peak memory in each report.json). Results as JSON / PNG in $OUT.
+set -o pipefail
+n=${1:-50}; shift || true
+sections=${*:-mv canon generate}
+out=${OUT:-out/gpu-eval}
+mkdir -p "$out"
+if [ ! -d /tmp/site ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+for s in $sections; do
+  case $s in
+    mv) timeout 240 python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
+          --resolution 128 --steps 10,20 --batch 10 --device cuda -o "$out/mv_eval.json" 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
+    canon) timeout 200 python3 benchmarks/canon_eval.py --characters "$n" --steps 10,20 --device cuda \
+          -o "$out/canon_eval.json" --grid "$out/canon_eval.png" 2>&1 | grep -v -i warn | tail -n 6 ;;
+    generate)
+      ls examples/*.png >/dev/null 2>&1 || { echo "no examples/"; continue; }
+      timeout 240 python3 -m stdgen generate examples/*.png -o /tmp/gen-gpu --device cuda --overwrite 2>&1 \
+        | grep -v -i warn | tail -n 12
+      python3 - /tmp/gen-gpu "$out/generate_gpu.json" <<'PY'
+import json, sys
+from pathlib import Path
+rows = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/report.json"))}
+Path(sys.argv[2]).write_text(json.dumps(rows, indent=2))
+for k, r in rows.items():
+    print(k, {s: round(v, 2) for s, v in r.get("seconds", {}).items()}, r.get("peak_memory"))
+PY
+      ;;
+    *) echo "unknown section $s"; exit 2 ;;
+  esac
+done
+ls -la "$out"
