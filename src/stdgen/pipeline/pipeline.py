@@ -86,16 +86,16 @@ class PipelineConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         check_range(self, "input_size", 64, 4096, integer=True)
-        check_range(self, "multiview_resolution", 32, 1024, integer=True)
+        check_range(self, "multiview_resolution", 16, 1024, integer=True)
         check_range(self, "grid_resolution", 16, 512, integer=True)
-        check_range(self, "refine_resolution", 32, 4096, integer=True)
+        check_range(self, "refine_resolution", 16, 4096, integer=True)
         if len(self.refine_steps) != 3 or not all(isinstance(s, int) and 1 <= s <= 10000 for s in self.refine_steps):
             raise ValueError(f"PipelineConfig.refine_steps: expected three integers in [1, 10000] (body, clothes, "
                              f"hair), got {self.refine_steps!r}")
         self.refine_steps = tuple(self.refine_steps)
         check_range(self, "refine_fine_steps", 0, 10000, integer=True)
         check_range(self, "texture_size", 16, 8192, integer=True)
-        check_range(self, "preview_size", 32, 2048, integer=True)
+        check_range(self, "preview_size", 16, 2048, integer=True)
         check_range(self, "turntable_frames", 1, 360, integer=True)
 
 
@@ -245,6 +245,16 @@ class StdGENPipeline:
         from stdgen.weights import find_weights
 
         dev = resolve_device(device)
+        if weights_dir is not None:
+            # A folder given by the user must hold every component: falling back to other weights for a
+            # missing one would mix models silently.
+            root = Path(weights_dir)
+            if not root.is_dir():
+                raise StdgenError(f"weights folder {root}: no such folder (it holds {', '.join(COMPONENTS)})")
+            missing = [name for name in COMPONENTS if not (root / name).is_dir()]
+            if missing:
+                raise StdgenError(f"weights folder {root}: no {', '.join(m + '/' for m in missing)} in it (a pipeline "
+                                  f"weights folder holds {', '.join(c + '/' for c in COMPONENTS)})")
         folders = {name: find_weights(name, weights_dir) for name in COMPONENTS}
         classes = {"segment": Segmenter, "canon": Canonicalizer, "mvdiff": MultiViewDiffusion, "slrm": SLRM}
         models = {}
