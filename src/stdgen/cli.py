@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "multiview": ("stdgen.commands.multiview_cli", "one A-pose picture -> six views of colour and normals "
                   "(multi-view diffusion)"),
     "refine": ("stdgen.refine.cli", "refine a character's coarse layer meshes against its views and texture them"),
+    "generate": ("stdgen.commands.generate_cli", "one picture in, a layered (body / clothes / hair) textured 3D "
+                 "character out (the whole pipeline)"),
     "train": ("stdgen.train.cli", "train a model (slrm, mvdiff, canon, toy) or export a run's weights"),
 }
 #: Modules whose ``register(subparsers)`` adds top-level commands.

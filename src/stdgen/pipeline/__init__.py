@@ -9,3 +9,19 @@ So far: :mod:`stdgen.pipeline.preprocess`, which turns a user's picture into the
 This package may import ``io``, ``models``, ``render``, ``structures``, ``utils`` and ``geometry``,
 never ``train`` or ``data`` (import-linter holds it). Nothing here draws progress bars.
 """
+
+import importlib
+
+_EXPORTS = {
+    "StdGENPipeline": "pipeline", "GenerateOutput": "pipeline", "PipelineConfig": "pipeline", "STAGES": "pipeline",
+    "save_output": "outputs", "output_files": "outputs",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Lazy: ``stdgen.pipeline.preprocess`` users (and ``stdgen --help``) do not import torch through here.
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"stdgen.pipeline.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'stdgen.pipeline' has no attribute {name!r}")

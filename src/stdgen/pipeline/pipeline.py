@@ -1,0 +1,555 @@
+"""``StdGENPipeline``: one picture in, a layered (body / clothes / hair), textured ``Character`` out.
+
+    pipe = StdGENPipeline.from_pretrained(weights_dir=None, device="cpu")   # None -> bundled weights
+    out = pipe(image, pose="auto", seed=0, steps=None, refine=True, mask=None,
+               progress=lambda stage, fraction: ..., on_stage=lambda stage, images: ...)
+
+Stages, in order (:data:`STAGES`): ``preprocess`` (the figure's alpha, then the dataset's framing),
+``canonicalize`` (skipped for an A-pose picture), ``multiview`` (six views of colour and normals),
+``reconstruct`` (S-LRM, semantic SDF + FlexiCubes layers), ``refine`` (multi-layer refinement and
+texturing against the views; skipped with ``refine=False``: the S-LRM's vertex colours stay) and
+``export`` (the preview pictures and the front-silhouette check).
+
+Fidelity to the input: in the views given to the S-LRM and to refinement, the front view (azimuth 0)
+is the canonical picture itself (the user's picture, framed, or its A-pose redrawing), not the
+multi-view model's front: its alpha is the front silhouette target and its colours texture the front
+at :attr:`PipelineConfig.refine_resolution`. The other five views are the generated ones.
+
+Reproducible: every random draw is seeded from ``seed`` (the samplers take it; refinement runs under
+a forked, seeded torch state), so the same picture, seed and settings give the same character
+on one machine with one thread (``OMP_NUM_THREADS=1``; with more, some CPU reductions may vary in
+the last bit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stdgen.errors import StdgenError
+from stdgen.utils.config import ConfigMixin, check_range
+
+log = logging.getLogger(__name__)
+
+#: The stages, in the order they run (``progress`` and ``seconds`` use these names).
+STAGES: tuple[str, ...] = ("preprocess", "canonicalize", "multiview", "reconstruct", "refine", "export")
+#: The weights folders a pipeline loads (``find_weights`` names).
+COMPONENTS: tuple[str, ...] = ("segment", "canon", "mvdiff", "slrm")
+#: The framing of a picture whose world size is unknown: a 1.6 m tall character, its height 91 % of
+#: the image (the framing ``stdgen reconstruct`` gives six pictures), so the result is in metres.
+WORLD_CENTER: tuple[float, float, float] = (0.0, 0.88, 0.0)
+WORLD_HALF_SIZE = 0.88
+#: Index of the front view (azimuth 0) among the six generation views (-90, -45, 0, 45, 90, 180).
+FRONT = 2
+
+ProgressCallback = Callable[[str, float], None]
+StageCallback = Callable[[str, dict], None]
+
+
+@dataclass
+class PipelineConfig(ConfigMixin):
+    """The pipeline's own settings (the models' settings live in their weights folders' configs).
+
+    The defaults keep ``stdgen generate`` within 5 minutes on 2 CPU cores with the bundled weights
+    (README, "Generate"); a GPU affords larger values.
+    """
+
+    #: Side of the framed input picture kept (``input_rgba``) and of the canonical picture when no
+    #: redrawing is needed.
+    input_size: int = 512
+    #: Side of the generated views. The bundled multi-view weights were trained at 128 px (their
+    #: config says 256, the architecture's design size); other sides work but are out of distribution.
+    multiview_resolution: int = 128
+    #: Grid vertices per axis when the S-LRM's field is turned into layer meshes.
+    grid_resolution: int = 96
+    #: Side of the views refinement compares with and textures from (the generated views are
+    #: upsampled to it; the front view is the canonical picture at this side).
+    refine_resolution: int = 256
+    #: Optimisation steps of the body, clothes and hair stages (the refinement defaults: 40 / 60 / 80).
+    refine_steps: tuple[int, int, int] = (16, 24, 32)
+    #: Last steps of each stage at the fine resolution (0: none; the refinement default is 20 at 512 px).
+    refine_fine_steps: int = 0
+    #: Side of each part's texture.
+    texture_size: int = 512
+    #: Side of each picture in ``preview.png`` and of the turntable frames.
+    preview_size: int = 256
+    #: Frames of the turntable (a full turn).
+    turntable_frames: int = 24
+
+    def __post_init__(self) -> None:
+        check_range(self, "input_size", 64, 4096, integer=True)
+        check_range(self, "multiview_resolution", 16, 1024, integer=True)
+        check_range(self, "grid_resolution", 16, 512, integer=True)
+        check_range(self, "refine_resolution", 16, 4096, integer=True)
+        if len(self.refine_steps) != 3 or not all(isinstance(s, int) and 1 <= s <= 10000 for s in self.refine_steps):
+            raise ValueError(f"PipelineConfig.refine_steps: expected three integers in [1, 10000] (body, clothes, "
+                             f"hair), got {self.refine_steps!r}")
+        self.refine_steps = tuple(self.refine_steps)
+        check_range(self, "refine_fine_steps", 0, 10000, integer=True)
+        check_range(self, "texture_size", 16, 8192, integer=True)
+        check_range(self, "preview_size", 16, 2048, integer=True)
+        check_range(self, "turntable_frames", 1, 360, integer=True)
+
+
+@dataclass
+class GenerateOutput:
+    """What :class:`StdGENPipeline` gives for one picture.
+
+    ``character``: the :class:`~stdgen.structures.character.Character` (parts body / clothes / hair;
+    textured after refinement, vertex-coloured without), in metres, A-pose.
+    ``input_rgba`` ``(S, S, 4)`` uint8: the picture framed as the dataset frames its renders.
+    ``canonical`` ``(H, W, 4)`` uint8: the A-pose front picture the views were generated from.
+    ``views_rgb`` ``(6, R, R, 4)`` uint8 and ``views_normal`` ``(6, R, R, 3)`` uint8 (world normals as
+    ``(n + 1) / 2``, 0 off the silhouette): the generated views at azimuths -90, -45, 0, 45, 90, 180.
+    ``seconds`` / ``peak_memory``: stage -> seconds / bytes (peak resident memory of the process during
+    the stage on the CPU; peak allocated GPU memory on CUDA). ``pose``: ``"apose"`` (given, or detected)
+    or ``"posed"`` (canonicalised). ``settings``: seed, steps, refine, device, weights folders, version.
+    ``preview`` ``(H, W, 3)`` uint8 and ``turntable`` ``(T, S, S, 3)`` uint8: the pictures of the
+    ``export`` stage; ``checks``: ``front_silhouette_iou`` of the front render against the canonical
+    picture's alpha, and the parts' face counts.
+    """
+
+    character: Any
+    input_rgba: np.ndarray
+    canonical: np.ndarray
+    views_rgb: np.ndarray
+    views_normal: np.ndarray
+    seconds: dict[str, float]
+    peak_memory: dict[str, int]
+    pose: str
+    settings: dict
+    preview: np.ndarray | None = None
+    turntable: np.ndarray | None = None
+    checks: dict = field(default_factory=dict)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def _chw(rgba_u8: np.ndarray) -> torch.Tensor:
+    """``(H, W, C)`` uint8 -> ``(C, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgba_u8)).permute(2, 0, 1).float() / 255.0
+
+
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(N, C, side, side)``: area-averaged down, bilinear up."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    if x.shape[-1] > side:
+        return torch.nn.functional.interpolate(x, size=(side, side), mode="area")
+    return torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+
+
+def _resize_premultiplied(rgba: torch.Tensor, side: int) -> torch.Tensor:
+    """``(N, 4, H, W)`` straight RGBA -> ``(N, 4, side, side)`` straight RGBA, resized premultiplied
+    (no fringes from the transparent surroundings)."""
+    pm = _resize(torch.cat([rgba[:, :3] * rgba[:, 3:], rgba[:, 3:]], 1), side)
+    a = pm[:, 3:].clamp(0, 1)
+    rgb = torch.where(a > 1e-4, pm[:, :3] / a.clamp_min(1e-4), torch.ones_like(pm[:, :3]))
+    return torch.cat([rgb.clamp(0, 1), a], 1)
+
+
+class _PeakMemory:
+    """Peak memory of one stage: allocated GPU memory on CUDA; on the CPU the process's peak resident
+    set (``VmHWM``), reset per stage through ``/proc/self/clear_refs`` where Linux allows it (else the
+    process's peak so far)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+    def peak(self) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return int(torch.cuda.max_memory_allocated(self.device))
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+_OOM_HINTS = {
+    "canonicalize": "fewer --steps, --pose apose for an A-pose picture, or --device cpu",
+    "multiview": "fewer --steps or --device cpu",
+    "reconstruct": "--device cpu",
+    "refine": "--no-refine, or --device cpu",
+    "export": "--device cpu",
+    "preprocess": "a smaller picture",
+}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return isinstance(exc, MemoryError) or (oom is not None and isinstance(exc, oom))
+
+
+# -- the pipeline --------------------------------------------------------------------------------------
+class StdGENPipeline:
+    """The StdGEN stages composed (module docstring). Components are plain models:
+
+    ``segmenter`` (:class:`~stdgen.models.segment.Segmenter`, background removal of RGB pictures),
+    ``canonicalizer`` (:class:`~stdgen.models.canonical.Canonicalizer`), ``multiview``
+    (:class:`~stdgen.models.mvdiffusion.MultiViewDiffusion`), ``slrm``
+    (:class:`~stdgen.models.slrm.SLRM`), plus ``config`` (:class:`PipelineConfig`), ``device`` and
+    ``weights`` (component name -> folder, reported in ``settings``).
+    """
+
+    def __init__(self, segmenter, canonicalizer, multiview, slrm, *, config: PipelineConfig | None = None,
+                 device: str | torch.device = "cpu", weights: dict[str, str] | None = None):
+        self.segmenter = segmenter
+        self.canonicalizer = canonicalizer
+        self.multiview = multiview
+        self.slrm = slrm
+        self.config = config or PipelineConfig()
+        self.config.validate()
+        self.device = torch.device(device)
+        self.weights = dict(weights or {})
+
+    @classmethod
+    def from_pretrained(cls, weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                        config: PipelineConfig | None = None) -> StdGENPipeline:
+        """Load the four components from ``weights_dir/<name>/`` (``None``: ``$STDGEN_WEIGHTS``, then the
+        bundled weights; :func:`stdgen.weights.find_weights`). A missing or corrupt weights folder is a
+        :class:`~stdgen.errors.StdgenError` naming it."""
+        from stdgen.models.canonical import Canonicalizer
+        from stdgen.models.mvdiffusion import MultiViewDiffusion
+        from stdgen.models.segment import Segmenter
+        from stdgen.models.slrm import SLRM
+        from stdgen.utils.device import resolve_device
+        from stdgen.weights import find_weights
+
+        dev = resolve_device(device)
+        if weights_dir is not None:
+            # A folder given by the user must hold every component: falling back to other weights for a
+            # missing one would mix models silently.
+            root = Path(weights_dir)
+            if not root.is_dir():
+                raise StdgenError(f"weights folder {root}: no such folder (it holds {', '.join(COMPONENTS)})")
+            missing = [name for name in COMPONENTS if not (root / name).is_dir()]
+            if missing:
+                raise StdgenError(f"weights folder {root}: no {', '.join(m + '/' for m in missing)} in it (a pipeline "
+                                  f"weights folder holds {', '.join(c + '/' for c in COMPONENTS)})")
+        folders = {name: find_weights(name, weights_dir) for name in COMPONENTS}
+        classes = {"segment": Segmenter, "canon": Canonicalizer, "mvdiff": MultiViewDiffusion, "slrm": SLRM}
+        models = {}
+        for name, folder in folders.items():
+            try:
+                models[name] = classes[name].from_pretrained(folder, device=dev)
+            except StdgenError:
+                raise
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                if _is_oom(exc):
+                    raise StdgenError(f"out of memory loading {folder} on {dev}; try --device cpu") from None
+                raise StdgenError(f"{folder}: corrupt or mismatched weights folder ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        return cls(models["segment"], models["canon"], models["mvdiff"], models["slrm"], config=config,
+                   device=dev, weights={k: str(v) for k, v in folders.items()})
+
+    # ------------------------------------------------------------------------------------- checks
+    def check_inputs(self, image, *, pose: str = "auto", seed: int = 0, steps: int | None = None,
+                     refine: bool = True, mask=None) -> None:
+        """Raise :class:`~stdgen.errors.StdgenError` (or ``ValueError`` for a wrong type) naming the
+        argument, the value and the fix."""
+        if isinstance(image, (str, os.PathLike)):
+            p = Path(image)
+            if not p.is_file():
+                raise StdgenError(f"image: {p}: no such file; give the path of a PNG, JPEG or WebP picture")
+        elif isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] not in (3, 4):
+                raise StdgenError(f"image: expected an (H, W, 3) or (H, W, 4) array, got shape {image.shape}; "
+                                  "give an RGB or RGBA picture")
+            if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+                raise StdgenError(f"image: expected uint8 or float values in [0, 1], got dtype {image.dtype}")
+            if min(image.shape[:2]) < 16:
+                raise StdgenError(f"image: {image.shape[1]}x{image.shape[0]} pixels is too small; give a picture "
+                                  "at least 16 pixels on each side (a few hundred is best)")
+        else:
+            raise ValueError(f"image: expected a path or a numpy array (H, W, 3|4), got {type(image).__name__}")
+        if pose not in ("auto", "apose"):
+            raise StdgenError(f"pose: expected 'auto' or 'apose', got {pose!r}; use 'apose' only for a picture "
+                              "already in A-pose")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 63:
+            raise StdgenError(f"seed: expected an integer in [0, 2**63), got {seed!r}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                                  or not 1 <= int(steps) <= 1000):
+            raise StdgenError(f"steps: expected None (the models' defaults) or an integer in [1, 1000], got {steps!r}")
+        if not isinstance(refine, (bool, np.bool_)):
+            raise StdgenError(f"refine: expected True or False, got {refine!r}")
+        if mask is not None and not isinstance(mask, (str, os.PathLike, np.ndarray)):
+            raise ValueError(f"mask: expected None, a path or an (H, W) array, got {type(mask).__name__}")
+        if isinstance(mask, (str, os.PathLike)) and not Path(mask).is_file():
+            raise StdgenError(f"mask: {mask}: no such file; give the path of a mask picture (white = figure)")
+
+    # --------------------------------------------------------------------------------------- call
+    def __call__(self, image, *, pose: str = "auto", seed: int = 0, steps: int | None = None, refine: bool = True,
+                 mask=None, progress: ProgressCallback | None = None,
+                 on_stage: StageCallback | None = None) -> GenerateOutput:
+        """Generate the layered character of ``image`` (a path, or ``(H, W, 3|4)`` uint8 / float in
+        [0, 1]). ``pose``: ``"auto"`` (the A-pose check decides whether to canonicalise) or ``"apose"``
+        (the picture is in A-pose: no redrawing). ``steps``: sampler steps of both diffusion models
+        (``None``: their defaults). ``mask``: the figure's mask (path or ``(H, W)`` array) instead of
+        the picture's alpha / the segmenter. ``progress(stage, fraction)`` as each stage advances;
+        ``on_stage(stage, images)`` as ``canonicalize`` (``{"canonical": (H, W, 4) uint8}``) and
+        ``multiview`` (``{"views_rgb": (6, R, R, 4), "views_normal": (6, R, R, 3)}`` uint8) end."""
+        self.check_inputs(image, pose=pose, seed=seed, steps=steps, refine=refine, mask=mask)
+        seed, steps, refine = int(seed), None if steps is None else int(steps), bool(refine)
+        report = progress or (lambda stage, fraction: None)
+        seconds: dict[str, float] = {}
+        peaks: dict[str, int] = {}
+        memory = _PeakMemory(self.device)
+
+        def run(stage: str, fn: Callable[[], Any]) -> Any:
+            report(stage, 0.0)
+            memory.start()
+            t0 = time.perf_counter()
+            try:
+                result = fn()
+            except (MemoryError, RuntimeError) as exc:
+                if not _is_oom(exc):
+                    raise
+                raise StdgenError(f"out of memory in the {stage} stage on {self.device}: try "
+                                  f"{_OOM_HINTS.get(stage, '--device cpu')}") from None
+            seconds[stage] = round(time.perf_counter() - t0, 3)
+            peaks[stage] = memory.peak()
+            report(stage, 1.0)
+            return result
+
+        def fraction(stage: str) -> Callable[[int, int], None]:
+            return lambda i, n: report(stage, min(1.0, (i + 1) / max(1, n)))
+
+        framed = run("preprocess", lambda: self.preprocess(image, mask))
+        canonical, detected = run("canonicalize", lambda: self.canonicalize(framed, pose, seed, steps,
+                                                                           fraction("canonicalize")))
+        if on_stage is not None:
+            on_stage("canonicalize", {"canonical": canonical})
+        views_rgb, views_normal = run("multiview", lambda: self.generate_views(canonical, seed, steps,
+                                                                              fraction("multiview")))
+        if on_stage is not None:
+            on_stage("multiview", {"views_rgb": views_rgb, "views_normal": views_normal})
+        coarse = run("reconstruct", lambda: self.reconstruct(canonical, views_rgb, views_normal))
+        if refine:
+            character = run("refine", lambda: self.refine(coarse, canonical, views_rgb, views_normal, seed,
+                                                          report))
+        else:
+            report("refine", 1.0)
+            seconds["refine"], peaks["refine"] = 0.0, 0
+            character = coarse
+        preview, turntable, checks = run("export", lambda: self.export_pictures(character, framed, canonical))
+        from stdgen import __version__
+
+        settings = {"version": __version__, "seed": seed, "steps": steps, "refine": refine, "pose": pose,
+                    "mask": mask if isinstance(mask, (str, os.PathLike)) and not isinstance(mask, np.ndarray)
+                    else ("array" if mask is not None else None),
+                    "device": str(self.device), "weights": dict(self.weights), "config": self.config.to_dict()}
+        if settings["mask"] is not None and settings["mask"] != "array":
+            settings["mask"] = os.fspath(settings["mask"])
+        return GenerateOutput(character, framed, canonical, views_rgb, views_normal, seconds, peaks, detected,
+                              settings, preview, turntable, checks)
+
+    # ------------------------------------------------------------------------------------- stages
+    def preprocess(self, image, mask=None) -> np.ndarray:
+        """``image`` (path or array) -> ``(S, S, 4)`` uint8, the figure framed as the dataset frames it
+        (:func:`stdgen.pipeline.preprocess.preprocess_image`); S = ``config.input_size``."""
+        from stdgen.io.images import cap_resolution, read_image
+        from stdgen.pipeline.preprocess import preprocess_image
+
+        if isinstance(image, (str, os.PathLike)):
+            arr = read_image(image, "auto")
+            if min(arr.shape[:2]) < 16:
+                raise StdgenError(f"{image}: {arr.shape[1]}x{arr.shape[0]} pixels is too small; give a picture "
+                                  "at least 16 pixels on each side (a few hundred is best)")
+        else:
+            arr = np.asarray(image)
+        if mask is not None:
+            # The mask must match the picture's own size: shrink both together (as its alpha).
+            from stdgen.pipeline.preprocess import _as_float, _read_mask
+
+            m = _read_mask(mask, arr.shape[:2])
+            arr = np.concatenate([_to_uint8(_as_float(arr)[..., :3]), _to_uint8(m)[..., None]], 2)
+            arr = cap_resolution(arr)
+            return _to_uint8(preprocess_image(arr, self.config.input_size, mask=arr[..., 3],
+                                              segmenter=self.segmenter))
+        arr = cap_resolution(arr)
+        return _to_uint8(preprocess_image(arr, self.config.input_size, segmenter=self.segmenter))
+
+    def canonicalize(self, framed: np.ndarray, pose: str, seed: int, steps: int | None,
+                     on_step: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, str]:
+        """``(S, S, 4)`` uint8 framed picture -> (canonical ``(H, W, 4)`` uint8, ``"apose"`` | ``"posed"``):
+        the picture itself when in A-pose (given, or the A-pose check says so), else the
+        canonicaliser's A-pose redrawing."""
+        x = _chw(framed)
+        if pose == "apose":
+            return framed, "apose"
+        is_apose, score = self.canonicalizer.is_a_pose(x)
+        log.info("A-pose check: %.3f (%s)", score, "A-pose" if is_apose else "posed: canonicalising")
+        if is_apose:
+            return framed, "apose"
+        out = self.canonicalizer.canonicalize(x, seed=seed, steps=steps, on_step=on_step)  # (4, R, R)
+        return _to_uint8(out.permute(1, 2, 0).numpy()), "posed"
+
+    def generate_views(self, canonical: np.ndarray, seed: int, steps: int | None,
+                       on_step: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical ``(H, W, 4)`` uint8 -> (``(6, R, R, 4)`` RGBA, ``(6, R, R, 3)`` normals) uint8."""
+        rgba, normal = self.multiview.generate(_chw(canonical), seed=seed, steps=steps,
+                                               resolution=self.config.multiview_resolution, on_step=on_step)
+        return _to_uint8(rgba.permute(0, 2, 3, 1).numpy()), _to_uint8(normal.permute(0, 2, 3, 1).numpy())
+
+    def front_replaced(self, canonical: np.ndarray, views_rgb: np.ndarray, side: int) -> torch.Tensor:
+        """The six views as ``(6, 4, side, side)`` straight RGBA in [0, 1], the front view (azimuth 0)
+        replaced by the canonical picture (fidelity to the input)."""
+        gen = torch.from_numpy(views_rgb).permute(0, 3, 1, 2).float() / 255.0
+        # The generated colour is composited over white: un-composite it to straight colour.
+        a = gen[:, 3:]
+        rgb = torch.where(a > 0.02, (gen[:, :3] - (1 - a)) / a.clamp_min(0.02), torch.ones_like(gen[:, :3]))
+        gen = _resize_premultiplied(torch.cat([rgb.clamp(0, 1), a], 1), side)
+        front = _resize_premultiplied(_chw(canonical)[None], side)
+        return torch.cat([gen[:FRONT], front, gen[FRONT + 1:]])
+
+    def reconstruct(self, canonical: np.ndarray, views_rgb: np.ndarray, views_normal: np.ndarray):
+        """The S-LRM on the six views (front = the canonical picture) -> a vertex-coloured ``Character``."""
+        from stdgen.models.slrm.reconstruct import ReconstructConfig, reconstruct
+        from stdgen.render.camera import generation_views
+
+        size = self.slrm.config.image_size
+        rgba = self.front_replaced(canonical, views_rgb, size)
+        x = rgba[:, :3] * rgba[:, 3:] + (1 - rgba[:, 3:])  # over white, as the S-LRM was trained
+        if self.slrm.config.in_channels == 6:
+            nrm = _resize(torch.from_numpy(views_normal).permute(0, 3, 1, 2).float() / 255.0, size)
+            m = rgba[:, 3:]
+            x = torch.cat([x, nrm * m + (1 - m)], 1)  # the dataset's encoding: white off the silhouette
+        cams = generation_views(center=(0.0, 0.0, 0.0), half_size=1.0)  # the normalised frame
+        dtype = next(self.slrm.parameters()).dtype
+        with torch.inference_mode():
+            out = reconstruct(self.slrm, x.to(self.device, dtype), cams.world_to_cam, cams.proj,
+                              center=WORLD_CENTER, half_size=WORLD_HALF_SIZE,
+                              config=ReconstructConfig(grid_resolution=self.config.grid_resolution), name="generate")
+        if not len(out.character.body.faces):
+            raise StdgenError("the reconstruction found no body in the generated views (is the picture a "
+                              "character seen from the front?); try another --seed or give a --mask")
+        return out.character
+
+    def refine_views(self, canonical: np.ndarray, views_rgb: np.ndarray, views_normal: np.ndarray):
+        """The :class:`~stdgen.refine.RefineViews` of the six views at ``config.refine_resolution``: the
+        generated colours, silhouettes and normals, with the front view's colour and silhouette the
+        canonical picture's (its normals: the generated front's, carried to the nearest pixel inside
+        the canonical silhouette where the two silhouettes differ)."""
+        from scipy import ndimage
+
+        from stdgen.refine import RefineViews
+        from stdgen.render.camera import generation_views
+
+        side = self.config.refine_resolution
+        rgba = self.front_replaced(canonical, views_rgb, side)  # (6, 4, S, S)
+        gen_n = torch.from_numpy(views_normal).permute(0, 3, 1, 2).float() / 255.0 * 2 - 1
+        gen_valid = (gen_n.norm(dim=1, keepdim=True) > 0.5).float()
+        gen_n = _resize(torch.cat([gen_n * gen_valid, gen_valid], 1), side)
+        valid = gen_n[:, 3] > 0.5
+        n = torch.nn.functional.normalize(gen_n[:, :3], dim=1, eps=1e-6)
+        masks = rgba[:, 3]
+        normals = n.permute(0, 2, 3, 1).contiguous().numpy()  # (6, S, S, 3)
+        for v in range(normals.shape[0]):
+            ok = valid[v].numpy()
+            if not ok.any():
+                continue
+            # Each pixel takes the normal of the nearest pixel that has one (fills silhouette gaps).
+            _, (iy, ix) = ndimage.distance_transform_edt(~ok, return_indices=True)
+            normals[v] = normals[v][iy, ix]
+        normals = normals * (masks.numpy() > 0.5)[..., None]
+        cams = generation_views(center=WORLD_CENTER, half_size=WORLD_HALF_SIZE)
+        return RefineViews(rgba[:, :3].permute(0, 2, 3, 1).contiguous(), masks.contiguous(),
+                           torch.from_numpy(np.ascontiguousarray(normals, np.float32)), cams)
+
+    def refine_config(self):
+        """The :class:`~stdgen.refine.RefineConfig` these settings give (steps, resolutions, texture)."""
+        from stdgen.refine import RefineConfig
+
+        cfg = RefineConfig()
+        side = self.config.refine_resolution
+        for stage, n in zip((cfg.schedule.body, cfg.schedule.clothes, cfg.schedule.hair), self.config.refine_steps):
+            stage.steps = n
+            stage.resolution = side
+            stage.fine_resolution = None if self.config.refine_fine_steps == 0 else 2 * side
+            stage.fine_steps = self.config.refine_fine_steps
+        cfg.texture.size = self.config.texture_size
+        # A helper process for the UV atlas costs more than it saves on a 2-core CPU, and keeps runs alike.
+        cfg.texture.atlas_in_background = self.device.type == "cuda"
+        cfg.validate()
+        return cfg
+
+    def refine(self, coarse, canonical: np.ndarray, views_rgb: np.ndarray, views_normal: np.ndarray, seed: int,
+               report: ProgressCallback):
+        """Refine and texture the coarse parts against the views (``refine_and_texture``)."""
+        from stdgen.refine import refine_and_texture
+        from stdgen.structures.semantics import Part
+
+        cfg = self.refine_config()
+        views = self.refine_views(canonical, views_rgb, views_normal)
+        coarse_parts = {Part.BODY: coarse.body}
+        if coarse.clothes:
+            coarse_parts[Part.CLOTHES] = coarse.clothes[0]
+        if coarse.hair:
+            coarse_parts[Part.HAIR] = coarse.hair[0]
+        steps = {p: cfg.schedule.stage(p).steps + cfg.schedule.stage(p).fine_steps
+                 * (cfg.schedule.stage(p).fine_resolution is not None) for p in coarse_parts}
+        total = sum(steps.values())
+        done_before = {}
+        acc = 0
+        for p in (Part.BODY, Part.CLOTHES, Part.HAIR):
+            if p in steps:
+                done_before[p] = acc
+                acc += steps[p]
+
+        def on_step(part, step, n, terms) -> None:
+            p = Part.parse(part)
+            report("refine", min(0.99, (done_before.get(p, 0) + min(step + 1, steps.get(p, n))) / max(1, total)))
+
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        # Refinement draws no random numbers today; a seeded, forked torch state keeps it so if one is added.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return refine_and_texture(coarse_parts, views, cfg, device=self.device, on_step=on_step)
+
+    def export_pictures(self, character, framed: np.ndarray, canonical: np.ndarray):
+        """(``preview`` ``(H, W, 3)`` uint8, ``turntable`` ``(T, S, S, 3)`` uint8, checks): see
+        :mod:`stdgen.pipeline.outputs`."""
+        from stdgen.pipeline.outputs import front_silhouette_iou, preview_picture, turntable_frames
+
+        size = self.config.preview_size
+        preview = preview_picture(character, framed, canonical, size=size, device=self.device)
+        frames = turntable_frames(character, size=size, frames=self.config.turntable_frames, device=self.device)
+        checks = {"front_silhouette_iou": round(front_silhouette_iou(character, canonical, device=self.device), 4),
+                  "faces": {p.key: int(len(character.part(p).faces)) for p in _parts()}}
+        return preview, frames, checks
+
+
+def _parts():
+    from stdgen.structures.semantics import PARTS
+
+    return PARTS
+

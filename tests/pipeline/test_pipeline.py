@@ -1,0 +1,315 @@
+"""StdGENPipeline and save_output on tiny random models (CPU, one thread)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stdgen.errors import StdgenError
+from stdgen.pipeline import STAGES, GenerateOutput, StdGENPipeline, save_output
+from stdgen.pipeline.outputs import output_files
+from stdgen.pipeline.pipeline import FRONT, PipelineConfig
+from stdgen.structures import Character, Mesh, Part
+
+from .tiny_pipeline import figure_picture, save_tiny_weights, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return save_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def pipe(weights):
+    return StdGENPipeline.from_pretrained(weights, config=tiny_config())
+
+
+@pytest.fixture(scope="module")
+def apose_run(weights):
+    """One run with every callback recorded (A-pose given: the canonicaliser is skipped)."""
+    pipe = StdGENPipeline.from_pretrained(weights, config=tiny_config())
+    calls, stages = [], []
+    out = pipe(figure_picture(), pose="apose", seed=3, progress=lambda s, f: calls.append((s, f)),
+               on_stage=lambda s, images: stages.append((s, images)))
+    return out, calls, stages
+
+
+def test_stages_run_in_order_with_their_images(apose_run):
+    out, calls, stages = apose_run
+    assert isinstance(out, GenerateOutput)
+    order = list(dict.fromkeys(s for s, _ in calls))
+    assert order == list(STAGES)
+    for stage in STAGES:
+        fr = [f for s, f in calls if s == stage]
+        assert fr[0] == 0.0 and fr[-1] == 1.0 and fr == sorted(fr), (stage, fr)
+    assert [s for s, _ in stages] == ["canonicalize", "multiview"]
+    assert stages[0][1]["canonical"] is out.canonical
+    views = stages[1][1]
+    assert views["views_rgb"].shape == (6, 16, 16, 4) and views["views_rgb"].dtype == np.uint8
+    assert views["views_normal"].shape == (6, 16, 16, 3) and views["views_normal"].dtype == np.uint8
+    assert set(out.seconds) == set(STAGES) == set(out.peak_memory)
+    assert all(v > 0 for k, v in out.peak_memory.items() if k != "refine" or out.settings["refine"])
+    assert out.pose == "apose" and out.settings["seed"] == 3 and out.settings["refine"] is True
+    assert set(out.settings["weights"]) == {"segment", "canon", "mvdiff", "slrm"}
+
+
+def test_apose_input_is_its_own_canonical_picture(apose_run):
+    out = apose_run[0]
+    assert out.input_rgba.shape == (64, 64, 4) and out.input_rgba.dtype == np.uint8
+    np.testing.assert_array_equal(out.canonical, out.input_rgba)
+    # Framed as the dataset frames its renders: figure height 91 % of the side, centred.
+    rows = np.flatnonzero((out.input_rgba[..., 3] > 127).any(1))
+    assert abs((rows[-1] + 1 - rows[0]) - 64 / 1.1) <= 1.5
+
+
+def test_character_is_textured_and_checked(apose_run):
+    out = apose_run[0]
+    body = out.character.body
+    assert len(body.faces) > 100 and body.texture is not None and body.uvs is not None
+    assert body.texture.shape[:2] == (32, 32)
+    assert out.checks["faces"]["body"] == len(body.faces)
+    assert 0.0 <= out.checks["front_silhouette_iou"] <= 1.0
+    assert out.preview.dtype == np.uint8 and out.preview.ndim == 3
+    assert out.turntable.shape == (2, 32, 32, 3)
+
+
+def test_posed_picture_is_canonicalised(pipe, monkeypatch):
+    monkeypatch.setattr(pipe.canonicalizer, "is_a_pose", lambda image: (False, 0.1))
+    seen = []
+    out = pipe(figure_picture(), seed=1, refine=False, progress=lambda s, f: seen.append((s, f)))
+    assert out.pose == "posed"
+    assert out.canonical.shape == (16, 16, 4)  # the canonicaliser's resolution
+    assert any(s == "canonicalize" and 0 < f < 1 for s, f in seen)  # per-step progress
+    assert out.seconds["refine"] == 0.0
+    assert out.character.body.colors is not None and out.character.body.texture is None
+
+
+def test_auto_pose_skips_when_the_check_says_apose(pipe, monkeypatch):
+    monkeypatch.setattr(pipe.canonicalizer, "is_a_pose", lambda image: (True, 0.9))
+    monkeypatch.setattr(pipe.canonicalizer, "canonicalize", lambda *a, **k: pytest.fail("must not redraw"))
+    out = pipe(figure_picture(), refine=False)
+    assert out.pose == "apose"
+    np.testing.assert_array_equal(out.canonical, out.input_rgba)
+
+
+def test_front_view_is_the_canonical_picture(pipe):
+    """Fidelity: the S-LRM's and refinement's front view is the canonical picture, not the generated one."""
+    canonical = figure_picture(64, 64)
+    rng = np.random.default_rng(0)
+    views = rng.integers(0, 256, (6, 16, 16, 4), dtype=np.uint8)
+    normals = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    both = pipe.front_replaced(canonical, views, 64)
+    a = canonical[..., 3:].astype(np.float32) / 255
+    np.testing.assert_allclose(both[FRONT, 3].numpy(), a[..., 0], atol=1e-6)
+    inside = a[..., 0] > 0.99
+    np.testing.assert_allclose(both[FRONT, :3].permute(1, 2, 0).numpy()[inside],
+                               canonical[..., :3][inside].astype(np.float32) / 255, atol=1e-5)
+    rv = pipe.refine_views(canonical, views, normals)
+    assert rv.images.shape == (6, 32, 32, 3)
+    small = torch.nn.functional.interpolate(torch.from_numpy(a).permute(2, 0, 1)[None], size=(32, 32), mode="area")
+    np.testing.assert_allclose(rv.masks[FRONT].numpy(), small[0, 0].numpy(), atol=1e-5)
+    # Every pixel inside a silhouette has a unit normal (gaps filled from the nearest generated normal).
+    n = rv.normals.norm(dim=-1)
+    inside = rv.masks > 0.5
+    assert torch.allclose(n[inside], torch.ones_like(n[inside]), atol=1e-4)
+    assert (n[~inside] == 0).all()
+
+
+def test_same_seed_same_files_other_seed_other_views(weights, tmp_path):
+    for k in range(2):
+        pipe = StdGENPipeline.from_pretrained(weights, config=tiny_config())
+        save_output(pipe(figure_picture(), pose="apose", seed=5), tmp_path / f"run{k}")
+    names = sorted(p.name for p in (tmp_path / "run0").iterdir())
+    assert {"character.glb", "body.glb", "canonical.png", "views.png", "turntable.gif", "preview.png",
+            "report.json"} <= set(names)
+    for name in names:
+        a, b = (tmp_path / "run0" / name).read_bytes(), (tmp_path / "run1" / name).read_bytes()
+        if name == "report.json":  # timings differ; everything else is equal
+            ra, rb = json.loads(a), json.loads(b)
+            for r in (ra, rb):
+                r.pop("seconds"), r.pop("peak_memory")
+            assert ra == rb
+        else:
+            assert a == b, name
+    other = pipe.generate_views(pipe.preprocess(figure_picture()), 6, None)[0]
+    assert not np.array_equal(pipe.generate_views(pipe.preprocess(figure_picture()), 5, None)[0], other)
+
+
+def test_report_lists_version_weights_seed_settings_seconds_memory_faces(apose_run, tmp_path):
+    out = apose_run[0]
+    folder = save_output(out, tmp_path / "o")
+    r = json.loads((folder / "report.json").read_text())
+    assert r["seed"] == 3 and r["version"] and set(r["weights"]) == {"segment", "canon", "mvdiff", "slrm"}
+    assert set(r["seconds"]) == set(STAGES) | {"total"}
+    assert set(r["peak_memory"]) == set(STAGES)
+    assert r["faces"]["body"] == len(out.character.body.faces)
+    assert r["settings"]["config"] == tiny_config().to_dict()
+    assert r["pose"] == "apose"
+
+
+def _three_part_character() -> Character:
+    def box(lo, hi, colour, part):
+        lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+        v = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], np.float32)
+        f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],
+                      [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.int32)
+        return Mesh(v, f, colors=np.tile(np.asarray(colour, np.float32), (8, 1)), label=part, name=part.key)
+
+    return Character(body=box((-0.2, 0.0, -0.1), (0.2, 1.4, 0.1), (0.9, 0.7, 0.6), Part.BODY),
+                     clothes=[box((-0.25, 0.5, -0.15), (0.25, 1.3, 0.15), (0.2, 0.3, 0.8), Part.CLOTHES)],
+                     hair=[box((-0.15, 1.4, -0.15), (0.15, 1.7, 0.15), (0.3, 0.2, 0.1), Part.HAIR)])
+
+
+def _hand_made_output() -> GenerateOutput:
+    rng = np.random.default_rng(0)
+    pic = figure_picture(64, 64)
+    return GenerateOutput(_three_part_character(), pic, pic, rng.integers(0, 256, (6, 16, 16, 4), dtype=np.uint8),
+                          rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8), {s: 0.0 for s in STAGES},
+                          {s: 0 for s in STAGES}, "apose", {"seed": 0, "version": "test", "weights": {}},
+                          preview=rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+                          turntable=rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8),
+                          checks={"faces": {"body": 12, "clothes": 12, "hair": 12}, "front_silhouette_iou": 0.5})
+
+
+def test_glb_files_hold_the_named_parts(tmp_path):
+    from stdgen.io.glb import read_glb
+
+    folder = save_output(_hand_made_output(), tmp_path / "o")
+    whole = read_glb(folder / "character.glb")
+    assert set(whole) == {"body", "clothes", "hair"}
+    for name in ("body", "clothes", "hair"):
+        one = read_glb(folder / f"{name}.glb")
+        assert [k for k, m in one.items() if len(m.faces)] == [name]
+        assert len(one[name].faces) == 12
+
+
+def test_obj_format(tmp_path):
+    folder = save_output(_hand_made_output(), tmp_path / "o", fmt="obj")
+    names = {p.name for p in folder.iterdir()}
+    assert {"character.obj", "character.mtl", "body.obj", "clothes.obj", "hair.obj"} <= names
+    assert not any(n.endswith(".glb") for n in names)
+    text = (folder / "character.obj").read_text()
+    assert text.count("\ng ") == 3 and sum(line.startswith("f ") for line in text.splitlines()) == 36
+    # Vertex indices are global and 1-based: the hair's faces point past the body's and clothes' 16 vertices.
+    last = [int(t) for t in text.strip().splitlines()[-1].split()[1:]]
+    assert min(last) > 16 and max(last) <= 24
+    with pytest.raises(StdgenError, match="fmt"):
+        save_output(_hand_made_output(), tmp_path / "p", fmt="fbx")
+    assert not (tmp_path / "p").exists()
+
+
+def test_save_output_claims_and_writes_atomically(tmp_path, monkeypatch):
+    foreign = tmp_path / "taken"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep")
+    with pytest.raises(StdgenError, match="did not make"):
+        save_output(_hand_made_output(), foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["mine.txt"]
+
+    import stdgen.io.outputs as outputs
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "mark_output_dir", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_output(_hand_made_output(), tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no folder, no leftovers
+    monkeypatch.undo()
+    # Its own earlier folder may be rewritten.
+    first = save_output(_hand_made_output(), tmp_path / "again")
+    assert save_output(_hand_made_output(), first) == first
+
+
+def test_files_are_a_function_of_the_output():
+    a, b = output_files(_hand_made_output()), output_files(_hand_made_output())
+    assert a == b
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"pose": "tpose"}, "pose: expected 'auto' or 'apose', got 'tpose'"),
+    ({"seed": -1}, r"seed: expected an integer in \[0, 2\*\*63\), got -1"),
+    ({"seed": 1.5}, "seed: expected an integer"),
+    ({"steps": 0}, r"steps: expected None .* or an integer in \[1, 1000\], got 0"),
+    ({"refine": "yes"}, "refine: expected True or False"),
+    ({"mask": "/no/such/mask.png"}, "mask: /no/such/mask.png: no such file"),
+])
+def test_check_inputs_names_argument_value_and_fix(pipe, kwargs, match):
+    with pytest.raises(StdgenError, match=match):
+        pipe.check_inputs(figure_picture(), **kwargs)
+
+
+@pytest.mark.parametrize(("image", "match"), [
+    ("/no/such/picture.png", "image: /no/such/picture.png: no such file"),
+    (np.zeros((8, 8, 4), np.uint8), "8x8 pixels is too small"),
+    (np.zeros((32, 32), np.uint8), r"expected an \(H, W, 3\) or \(H, W, 4\) array"),
+    (np.zeros((32, 32, 3), np.int64), "dtype int64"),
+])
+def test_check_inputs_images(pipe, image, match):
+    with pytest.raises(StdgenError, match=match):
+        pipe.check_inputs(image)
+    with pytest.raises(ValueError, match="expected a path or a numpy array"):
+        pipe.check_inputs([1, 2, 3])
+
+
+def test_empty_picture_is_an_error(pipe):
+    empty = np.zeros((64, 64, 4), np.uint8)
+    empty[..., :3] = 200
+    empty[0, 0, 3] = 10  # not fully opaque: its alpha counts, and it holds no figure
+    with pytest.raises(StdgenError, match="no figure found"):
+        pipe(empty)
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError, MemoryError])
+def test_out_of_memory_names_the_stage_and_the_smaller_setting(pipe, monkeypatch, error):
+    def boom(*a, **k):
+        raise error("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipe.multiview, "generate", boom)
+    with pytest.raises(StdgenError, match=r"out of memory in the multiview stage on cpu: try fewer --steps"):
+        pipe(figure_picture(), pose="apose")
+
+
+def test_missing_and_corrupt_weights(weights, tmp_path):
+    import shutil
+
+    with pytest.raises(StdgenError, match="no such folder"):
+        StdGENPipeline.from_pretrained(tmp_path / "nowhere")
+    partial = tmp_path / "partial"
+    shutil.copytree(weights, partial)
+    shutil.rmtree(partial / "slrm")
+    with pytest.raises(StdgenError, match=r"no slrm/ in it"):
+        StdGENPipeline.from_pretrained(partial)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(weights, corrupt)
+    data = (corrupt / "mvdiff" / "model.safetensors").read_bytes()
+    (corrupt / "mvdiff" / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StdgenError, match=r"mvdiff.*model\.safetensors"):
+        StdGENPipeline.from_pretrained(corrupt)
+
+
+def test_config_checks_name_the_field():
+    with pytest.raises(ValueError, match=r"PipelineConfig.grid_resolution: expected an integer in \[16, 512\], got 8"):
+        PipelineConfig(grid_resolution=8)
+    with pytest.raises(ValueError, match="PipelineConfig.refine_steps"):
+        PipelineConfig(refine_steps=(1, 2))
+    cfg = tiny_config()
+    assert PipelineConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_pictures_are_drawn_when_the_output_has_none():
+    import dataclasses
+
+    files = output_files(dataclasses.replace(_hand_made_output(), preview=None, turntable=None))
+    import io
+
+    from PIL import Image
+
+    preview = Image.open(io.BytesIO(files["preview.png"]))
+    assert preview.size[1] == 2 * (256 + 2) + 2  # two rows of default-size tiles
+    assert Image.open(io.BytesIO(files["turntable.gif"])).n_frames == 24
