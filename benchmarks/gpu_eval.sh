@@ -16,14 +16,15 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for s in $sections; do
   case $s in
-    mv) timeout 240 python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
+    mv) timeout "${MV_TIMEOUT:-240}" python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
           --resolution 128 --steps 10,20 --batch 10 --device cuda -o "$out/mv_eval.json" 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
-    canon) timeout 200 python3 benchmarks/canon_eval.py --characters "$n" --steps 10,20 --device cuda \
+    canon) timeout "${CANON_TIMEOUT:-200}" python3 benchmarks/canon_eval.py --characters "$n" --steps 10,20 --device cuda \
           -o "$out/canon_eval.json" --grid "$out/canon_eval.png" 2>&1 | grep -v -i warn | tail -n 6 ;;
     generate)
       ls examples/*.png >/dev/null 2>&1 || { echo "no examples/"; continue; }
-      timeout 240 python3 -m stdgen generate examples/*.png -o /tmp/gen-gpu --device cuda --overwrite 2>&1 \
-        | grep -v -i warn | tail -n 12
+      pics=(examples/*.png); [ -d out/ood ] && pics+=(out/ood/*)
+      timeout "${GENERATE_TIMEOUT:-240}" python3 -m stdgen generate "${pics[@]}" -o /tmp/gen-gpu --device cuda \
+        --overwrite --quiet 2>&1 | grep -v -i warn | tail -n 12
       python3 - /tmp/gen-gpu "$out/generate_gpu.json" <<'PY'
 import json, sys
 from pathlib import Path
@@ -32,7 +33,7 @@ Path(sys.argv[2]).write_text(json.dumps(rows, indent=2))
 for k, r in rows.items():
     print(k, {s: round(v, 2) for s, v in r.get("seconds", {}).items()}, r.get("peak_memory"))
 PY
-      ;;
+      (cd /tmp/gen-gpu && tar -cf "$out/generate.tar" */preview.png */views.png */canonical.png */report.json) ;;
     *) echo "unknown section $s"; exit 2 ;;
   esac
 done
