@@ -74,15 +74,20 @@ def _check(browser, url, out: Path, *args) -> dict:
     return json.loads(r.stdout)
 
 
+def _glb_nodes(path) -> list[str]:
+    g = pygltflib.GLTF2().load(str(path))
+    return sorted(n.name for n in g.nodes if n.mesh is not None)
+
+
 def test_upload_generate_and_download_the_glb(browser, served, pictures, tmp_path):
     url, pipe = served
-    result = _check(browser, url, tmp_path, "--good", pictures["good"], "--screenshot", "app.png")
-    run = result["run"]
-    assert "error" not in run, (run, result["pageErrors"])
+    result = _check(browser, url, tmp_path, "--upload", pictures["good"], "--generate", "--screenshot", "app.png")
+    assert result["failed"] is None, result["failed"]
     assert result["blocked"] == [] and result["pageErrors"] == []
+    [run] = result["runs"]
     # The stages' pictures came before the end: the A-pose picture after the canonicalise stage
-    # (2 stages of 0.3 s), the views after the multiview stage, the files after all six.
-    assert run["times"]["canonical"] < run["times"]["downloads"] and run["times"]["views"] < run["times"]["downloads"]
+    # (the stand-in takes 0.3 s a stage), the views after multiview, the files after all six.
+    assert run["times"]["canonical"] < run["times"]["views"] < run["times"]["downloads"] - 0.5
     assert run["viewTiles"] == 12
     assert run["status"].startswith("Finished in")
     assert [line.split("\t")[0] for line in run["seconds"].splitlines()[1:7]] == [
@@ -92,8 +97,7 @@ def test_upload_generate_and_download_the_glb(browser, served, pictures, tmp_pat
                         ("hair", ["hair"])]:
         path = Path(run["files"][name])
         assert path.name == ("character.glb" if name == "whole" else f"{name}.glb")
-        g = pygltflib.GLTF2().load(str(path))
-        assert sorted(n.name for n in g.nodes if n.mesh is not None) == nodes, name
+        assert _glb_nodes(path) == nodes, name
     assert "hair.glb" in run["viewerAfterPart"]
     assert pipe.calls[-1] == dict(pose="auto", seed=0, steps=None, refine=True, shape=(96, 96, 4))
     shot = tmp_path / "app.png"
@@ -106,17 +110,18 @@ def test_upload_generate_and_download_the_glb(browser, served, pictures, tmp_pat
 def test_bad_uploads_show_clean_errors_and_the_app_keeps_working(browser, served, pictures, tmp_path):
     url, pipe = served
     n = len(pipe.calls)
-    result = _check(browser, url, tmp_path, "--bad", pictures["large"], "--bad", pictures["text"],
-                    "--bad", pictures["transparent"], "--good", pictures["good"])
+    result = _check(browser, url, tmp_path, "--upload", pictures["good"], "--bad", pictures["large"],
+                    "--bad", pictures["text"], "--bad", pictures["transparent"], "--example", 0, "--generate")
+    assert result["failed"] is None, result["failed"]
     errors = {e["file"]: e for e in result["errors"]}
     # The oversized file is refused by the server before it is stored (gradio's limit, 20 MB).
     assert errors["large.png"]["message"] == 'File(s) exceed the maximum allowed size of 20.0 Mb: "large.png"'
     assert errors["notes.png"]["message"] == "notes.png: not a picture Pillow can read"
     assert errors["transparent.png"]["message"] == ("transparent.png: the picture is fully transparent; there is "
                                                     "no figure in it")
-    assert all(e["previewEmpty"] for e in result["errors"])
-    # None of them reached the pipeline, and a good picture afterwards gives a character.
+    # No refused file is shown as the picture to generate from.
+    assert all(e["previewEmpty"] for e in result["errors"]), result["errors"]
+    # None of them reached the pipeline; the example picture afterwards gives a character.
     assert len(pipe.calls) == n + 1
-    assert "error" not in result["run"], result["run"]
-    g = pygltflib.GLTF2().load(result["run"]["files"]["whole"])
-    assert sorted(n.name for n in g.nodes if n.mesh is not None) == ["body", "clothes", "hair"]
+    [run] = result["runs"]
+    assert _glb_nodes(run["files"]["whole"]) == ["body", "clothes", "hair"]

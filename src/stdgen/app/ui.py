@@ -5,7 +5,8 @@
 
 ``pipe`` is anything called like :class:`stdgen.pipeline.StdGENPipeline` (tests pass a stand-in).
 Every user error reaches the page as a one-line ``gr.Error``; the server log keeps tracebacks of
-bugs only.
+bugs only. This module imports gradio (``stdgen.app`` imports it only on first use of
+:func:`build_app`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import gradio as gr
 
 from stdgen.app.core import (
     PART_FILES,
@@ -79,8 +82,6 @@ class Handlers:
 
 
 def _as_gr_error(exc: BaseException):
-    import gradio as gr
-
     if isinstance(exc, StdgenError):
         return gr.Error(str(exc).splitlines()[0] if str(exc) else "invalid input", print_exception=False)
     if isinstance(exc, MemoryError):
@@ -102,8 +103,6 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
     pictures (or a folder of PNGs) offered as examples. ``results_dir``: where runs are kept (default:
     a new temporary folder), the newest ``keep_runs`` of them.
     """
-    import gradio as gr
-
     config = AppConfig(max_upload_mb=max_upload_mb, concurrency=concurrency, queue_size=queue_size,
                        keep_runs=keep_runs)
     if save_output is None:
@@ -119,22 +118,23 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                 upload = gr.File(label=f"Picture (PNG, JPEG or WebP, at most {config.max_upload_mb:g} MB)",
                                  file_types=["image"], elem_id="stdgen-upload")
                 preview = gr.Image(label="Your picture", interactive=False, height=200, elem_id="stdgen-preview")
-                if example_files:
-                    gr.Examples([[str(p)] for p in example_files], inputs=[upload], label="Examples")
+                examples_gallery = gr.Gallery([str(p) for p in example_files], label="Examples: click one to use it",
+                                              columns=4, height=130, allow_preview=False, interactive=False,
+                                              object_fit="contain",
+                                              visible=bool(example_files), elem_id="stdgen-examples")
                 pose = gr.Radio([("any pose (canonicalise)", "auto"), ("already in A-pose", "apose")],
                                 value="auto", label="Pose of the picture")
-                with gr.Row():
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=2**31 - 1)
-                    steps = gr.Slider(0, 100, value=0, step=1, label="Diffusion steps (0: the default)")
+                seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=2**31 - 1)
+                steps = gr.Slider(0, 100, value=0, step=1, label="Diffusion steps (0: the model's default)")
                 refine = gr.Checkbox(True, label="Refine and texture the parts")
                 button = gr.Button("Generate", variant="primary", elem_id="stdgen-generate")
                 status = gr.Markdown("", elem_id="stdgen-status")
             with gr.Column(scale=2):
                 with gr.Row():
-                    canonical = gr.Image(label="A-pose picture", interactive=False, height=256,
+                    canonical = gr.Image(label="A-pose picture", interactive=False, height=240, scale=1,
                                          elem_id="stdgen-canonical")
-                    views = gr.Gallery(label="Six views: colour, then normals", columns=6, height=256,
-                                       elem_id="stdgen-views")
+                    views = gr.Gallery(label="Six views: colour, then normals", columns=6, height=240, scale=3,
+                                       allow_preview=True, elem_id="stdgen-views")
                 model = gr.Model3D(label="3D character", height=420, elem_id="stdgen-model")
                 part = gr.Radio(list(PART_FILES), value="whole", label="Show", elem_id="stdgen-part")
                 with gr.Row():
@@ -183,13 +183,20 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
             except Exception as exc:
                 raise _as_gr_error(exc) from None
 
+        def on_example(evt: gr.SelectData):
+            return str(example_files[evt.index])
+
         def on_part(folder, part_):
             try:
                 return handlers.show_part(folder, part_)
             except Exception as exc:
                 raise _as_gr_error(exc) from None
 
-        upload.change(on_upload, [upload], [preview], api_name="check_upload", show_progress="minimal")
+        examples_gallery.select(on_example, None, [upload], queue=False, show_progress="hidden",
+                                api_visibility="private")
+        # The preview is cleared first, so a refused upload does not leave the last picture in view.
+        upload.change(lambda: None, None, [preview], queue=False, show_progress="hidden", api_visibility="private"
+                      ).then(on_upload, [upload], [preview], api_name="check_upload", show_progress="minimal")
         outputs = [status, canonical, views, model, part, seconds, run_folder, *downloads.values()]
         button.click(on_reset, None, outputs, queue=False, show_progress="hidden", api_visibility="private").then(
             on_generate, [upload, pose, seed, steps, refine], outputs, api_name="generate",
