@@ -62,7 +62,7 @@ class FakePipeline:
                 on_stage(stage, {})
             seconds[stage] = time.perf_counter() - t
         return SimpleNamespace(character=PARTS, canonical=canonical, views_rgb=views_rgb, views_normal=views_normal,
-                               seconds=seconds, peak_memory={"cpu": 123 * 2**20},
+                               seconds=seconds, peak_memory={s: (100 + i) * 2**20 for i, s in enumerate(seconds)},
                                settings=dict(pose=pose, seed=seed, steps=steps, refine=refine))
 
 

@@ -139,6 +139,11 @@ def test_seconds_table_lists_stages_in_order_with_total():
               settings={})
     assert seconds_table(run) == ("| stage | seconds |\n|---|---:|\n| preprocess | 0.50 |\n| multiview | 2.00 |\n"
                                   "| **total** | **2.50** |\n\nPeak memory: cuda 3072 MiB")
+    # Per-stage peaks (the pipeline's GenerateOutput.peak_memory) get a column; the total row has the largest.
+    run = Run(folder=None, seconds={"multiview": 2.0, "preprocess": 0.5},
+              peak_memory={"multiview": 3 * 2**30, "preprocess": 2**20}, settings={})
+    assert seconds_table(run) == ("| stage | seconds | peak memory |\n|---|---:|---:|\n| preprocess | 0.50 | 1 MiB |\n"
+                                  "| multiview | 2.00 | 3072 MiB |\n| **total** | **2.50** | **3072 MiB** |")
 
 
 @pytest.mark.parametrize("field, value", [("max_upload_mb", 0), ("concurrency", 0), ("concurrency", 2.5),

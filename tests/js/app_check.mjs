@@ -37,7 +37,8 @@ if (!url || !outDir) {
 }
 await mkdir(outDir, { recursive: true });
 const origin = new URL(url).origin;
-const TIMEOUT = 90000;
+// The longest wait for one thing to appear ($STDGEN_APP_TIMEOUT_S; a real pipeline on a CPU takes minutes).
+const TIMEOUT = 1000 * Number(process.env.STDGEN_APP_TIMEOUT_S || 90);
 
 const userDataDir = await mkdtemp(path.join(tmpdir(), "stdgen-chromium-"));
 const context = await chromium.launchPersistentContext(userDataDir, {

@@ -54,7 +54,11 @@ def _app(args: argparse.Namespace) -> int:
     except ImportError:
         raise StdgenError("the web app needs gradio: pip install 'stdgen[app]'") from None
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # stdgen's own log lines (weights found, each run); gradio's and httpx's stay at warnings.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.getLogger("stdgen").addHandler(handler)
+    logging.getLogger("stdgen").setLevel(logging.INFO)
     from stdgen.app.ui import build_app, serve
     from stdgen.pipeline import StdGENPipeline, save_output
 
@@ -71,10 +75,23 @@ def _app(args: argparse.Namespace) -> int:
         raise StdgenError(f"--port {args.port}: cannot serve on {args.host}:{args.port} (the port is in use, or "
                           "the address is not this machine's); choose another --port or --host") from None
     print(f"stdgen app: open {url} (Ctrl-C stops)", flush=True)
+    import signal
+    import sys
+
+    # A plain `kill` (SIGTERM) stops the app as Ctrl-C does, through the clean-up below.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        _wait(url)  # Ctrl-C reaches stdgen's handler: "stdgen: interrupted", exit 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        demo.close(verbose=False)
+        demo.stdgen_cleanup()
+    return 0
+
+
+def _wait(url: str) -> None:
+    """Serve until interrupted (the server runs in gradio's threads)."""
     import time
 
-    try:
-        while True:  # Ctrl-C reaches stdgen's handler: "stdgen: interrupted", exit 130
-            time.sleep(0.5)
-    finally:
-        demo.close(verbose=False)
+    while True:
+        time.sleep(0.5)

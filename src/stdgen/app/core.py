@@ -265,8 +265,15 @@ def generate_events(pipeline: Callable[..., Any], image: np.ndarray, options: Op
 
 
 def seconds_table(run: Run) -> str:
-    """Per-stage seconds (and peak memory) as a Markdown table, stages in pipeline order."""
+    """Per-stage seconds as a Markdown table, stages in pipeline order, with a peak memory column when
+    ``run.peak_memory`` is per stage (a dict stage -> bytes), else a line under it."""
     order = [s for s in STAGES if s in run.seconds] + [s for s in run.seconds if s not in STAGES]
+    peaks = run.peak_memory if isinstance(run.peak_memory, dict) and set(run.peak_memory) <= set(run.seconds) else None
+    if peaks:
+        rows = ["| stage | seconds | peak memory |", "|---|---:|---:|"]
+        rows += [f"| {s} | {run.seconds[s]:.2f} | {_bytes(peaks.get(s))} |" for s in order]
+        rows.append(f"| **total** | **{sum(run.seconds.values()):.2f}** | **{_bytes(max(peaks.values()))}** |")
+        return "\n".join(rows)
     rows = ["| stage | seconds |", "|---|---:|"]
     rows += [f"| {s} | {run.seconds[s]:.2f} |" for s in order]
     rows.append(f"| **total** | **{sum(run.seconds.values()):.2f}** |")
@@ -283,6 +290,8 @@ def _memory_text(peak: Any) -> str:
 
 
 def _bytes(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value / 2**20:.0f} MiB" if value >= 2**20 else f"{value:.0f} B"
     return str(value)

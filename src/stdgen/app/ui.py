@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,16 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
     (``stdgen.pipeline.StdGENPipeline``'s contract); ``save_output(out, folder)`` writes a run's
     files (default ``stdgen.pipeline.save_output``). ``max_upload_mb``: the largest upload;
     ``concurrency``: runs at once, the rest queue (at most ``queue_size`` waiting). ``examples``:
-    pictures (or a folder of PNGs) offered as examples. ``results_dir``: where runs are kept (default:
-    a new temporary folder), the newest ``keep_runs`` of them.
+    pictures (or a folder of PNGs) offered as examples. ``results_dir``: where runs are kept, the
+    newest ``keep_runs`` of them (default: a new temporary folder, removed by ``demo.stdgen_cleanup()``,
+    which :func:`serve` calls when it stops).
     """
     config = AppConfig(max_upload_mb=max_upload_mb, concurrency=concurrency, queue_size=queue_size,
                        keep_runs=keep_runs)
     if save_output is None:
         from stdgen.pipeline import save_output
-    store = RunStore(results_dir if results_dir is not None else default_results_root(), keep=config.keep_runs)
+    owned = results_dir is None
+    store = RunStore(default_results_root() if owned else results_dir, keep=config.keep_runs)
     handlers = Handlers(pipeline, save_output, config, store)
     example_files = _example_files(examples)
 
@@ -208,6 +211,8 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
     demo.stdgen_handlers = handlers  # the handlers without the web, for tests and scripts
     demo.stdgen_config = config
     demo.stdgen_allowed = [str(store.root), *{str(Path(p).resolve().parent) for p in example_files}]
+    # A results folder the app made for itself goes when the app stops (the visitors have downloaded).
+    demo.stdgen_cleanup = (lambda: shutil.rmtree(store.root, ignore_errors=True)) if owned else (lambda: None)
     return demo
 
 
@@ -241,4 +246,5 @@ def serve(demo, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True
                 time.sleep(0.5)
         finally:
             demo.close(verbose=False)
+            demo.stdgen_cleanup()
     return url
