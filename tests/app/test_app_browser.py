@@ -88,7 +88,7 @@ def test_upload_generate_and_download_the_glb(browser, served, pictures, tmp_pat
     # The stages' pictures came before the end: the A-pose picture after the canonicalise stage
     # (the stand-in takes 0.3 s a stage), the views after multiview, the files after all six.
     assert run["times"]["canonical"] < run["times"]["views"] < run["times"]["downloads"] - 0.5
-    assert run["viewTiles"] == 12
+    assert run["views"]["width"] == 3 * run["views"]["height"]  # six views by two rows
     assert run["status"].startswith("Finished in")
     assert [line.split("\t")[0] for line in run["seconds"].splitlines()[1:7]] == [
         "preprocess", "canonicalize", "multiview", "reconstruct", "refine", "export"]

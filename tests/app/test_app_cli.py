@@ -64,10 +64,10 @@ def _free_port() -> int:
 
 def test_serves_then_stops_on_ctrl_c_and_removes_its_results(monkeypatch, capsys, fake_weights, tmp_path):
     import stdgen.app.cli as app_cli
-    import stdgen.app.core as core
+    import stdgen.app.ui as ui
 
     results = tmp_path / "results"
-    monkeypatch.setattr(core, "default_results_root", lambda: results.mkdir() or results)
+    monkeypatch.setattr(ui, "default_results_root", lambda: results.mkdir() or results)
     seen = {}
 
     def visit_then_interrupt(url):

@@ -17,7 +17,7 @@ from stdgen.app.core import (
     generate_events,
     read_upload,
     seconds_table,
-    view_tiles,
+    views_sheet,
 )
 from stdgen.errors import StdgenError
 
@@ -44,8 +44,8 @@ def test_a_run_reports_every_stage_then_the_files(handlers, pictures, fake_pipel
     assert progress == [s for s in STAGES for _ in range(3)]
     canonical = next(e.images["canonical"] for e in events if e.stage == "canonicalize" and e.kind == "stage")
     assert canonical.shape == (128, 128, 4) and canonical.dtype == np.uint8
-    views = view_tiles(next(e.images for e in events if e.stage == "multiview" and e.kind == "stage"))
-    assert [v.shape for v in views] == [(128, 128, 4)] * 6 + [(64, 64, 3)] * 6
+    sheet = views_sheet(next(e.images for e in events if e.stage == "multiview" and e.kind == "stage"))
+    assert sheet.shape == (256, 768, 3) and sheet.dtype == np.uint8
     done = events[-1]
     assert done.kind == "done" and set(done.run.seconds) == set(STAGES)
     assert fake_pipeline.calls == [dict(pose="auto", seed=7, steps=None, refine=True, shape=(96, 96, 4))]
@@ -161,3 +161,18 @@ def test_the_page_has_its_endpoints(tmp_path, fake_pipeline, save_output):
     assert {"check_upload", "generate", "show_part"} <= set(names)
     assert names["generate"].concurrency_limit == 2
     assert demo.stdgen_config.max_upload_bytes == 20 * 2**20
+
+
+def test_views_sheet_places_colour_over_white_above_normals():
+    rgb = np.zeros((6, 4, 4, 4), np.uint8)
+    rgb[2, ..., 0] = 200  # view 2: red, half transparent
+    rgb[2, ..., 3] = 128
+    normal = np.zeros((6, 2, 2, 3), np.uint8)
+    normal[5] = (10, 20, 30)
+    sheet = views_sheet({"views_rgb": rgb, "views_normal": normal})
+    assert sheet.shape == (8, 24, 3)
+    np.testing.assert_array_equal(sheet[:4, :8], 255)  # transparent views 0, 1: white
+    np.testing.assert_array_equal(sheet[0, 8], [round(200 * 128 / 255 + 255 * 127 / 255), 127, 127])
+    np.testing.assert_array_equal(sheet[4:, 20:], np.broadcast_to([10, 20, 30], (4, 4, 3)))  # normals upsized
+    only_normals = views_sheet({"views_normal": normal})
+    assert only_normals.shape == (4, 12, 3) and (only_normals[:2] == 255).all()

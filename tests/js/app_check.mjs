@@ -7,7 +7,7 @@
 //                   whether the preview is empty; dismiss the error
 //   (an upload first clears the file in the upload box, if any, with its Clear button);
 //   --example N     click the N-th example picture and wait for its preview;
-//   --generate      press Generate; record when the A-pose picture, the six views, the download
+//   --generate      press Generate; record when the A-pose picture, the views sheet (and its size), the download
 //                   buttons and the 3D viewer appear; save each download (character.glb, body.glb,
 //                   clothes.glb, hair.glb) into OUT_DIR; pick "hair" in the part selector and record
 //                   the file the viewer then shows;
@@ -112,7 +112,10 @@ try {
         run.times.canonical = since() - clicked;
         await page.locator("#stdgen-views img").first().waitFor({ timeout: TIMEOUT });
         run.times.views = since() - clicked;
-        run.viewTiles = await page.locator("#stdgen-views img").count();
+        run.views = await page.locator("#stdgen-views img").first().evaluate((img) => new Promise((done) => {
+          const size = () => done({ width: img.naturalWidth, height: img.naturalHeight });
+          if (img.complete && img.naturalWidth) size(); else img.addEventListener("load", size, { once: true });
+        }));
         await page.locator("#stdgen-download-whole").waitFor({ state: "visible", timeout: TIMEOUT });
         run.times.downloads = since() - clicked;
         await page.locator("#stdgen-model canvas").waitFor({ timeout: TIMEOUT });

@@ -297,11 +297,33 @@ def _bytes(value: Any) -> str:
     return str(value)
 
 
-def view_tiles(images: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The six RGB views then the six normal views of a "multiview" stage, as a list of uint8
-    ``(R, R, 3|4)`` pictures for a gallery."""
-    tiles = []
-    for key in ("views_rgb", "views_normal"):
-        if key in images:
-            tiles += [np.asarray(v) for v in images[key]]
-    return tiles
+def views_sheet(images: dict[str, np.ndarray]) -> np.ndarray:
+    """The "multiview" stage's six colour views (``(6, R, R, 4)`` or ``(6, R, R, 3)``, composited on
+    white) above its six normal views, as one ``(2 R, 6 R, 3)`` uint8 picture (a row is left white
+    when its views are missing; normals are resized to the colour views' size)."""
+    rgb, normal = images.get("views_rgb"), images.get("views_normal")
+    if rgb is None and normal is None:
+        raise ValueError("views_sheet: no views_rgb or views_normal in the stage's images")
+    side = int((rgb if rgb is not None else normal).shape[1])
+    rows = []
+    for views in (rgb, normal):
+        if views is None:
+            rows.append(np.full((side, 6 * side, 3), 255, np.uint8))
+            continue
+        tiles = []
+        for v in np.asarray(views):
+            v = _resized(v, side)
+            if v.shape[2] == 4:  # over white, as the page's background
+                a = v[..., 3:].astype(np.float32) / 255
+                v = (v[..., :3] * a + 255 * (1 - a)).round().astype(np.uint8)
+            tiles.append(v[..., :3])
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def _resized(image: np.ndarray, side: int) -> np.ndarray:
+    if image.shape[0] == side and image.shape[1] == side:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))

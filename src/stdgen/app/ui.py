@@ -32,7 +32,7 @@ from stdgen.app.core import (
     generate_events,
     read_upload,
     seconds_table,
-    view_tiles,
+    views_sheet,
 )
 from stdgen.errors import StdgenError
 
@@ -136,8 +136,8 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                 with gr.Row():
                     canonical = gr.Image(label="A-pose picture", interactive=False, height=240, scale=1,
                                          elem_id="stdgen-canonical")
-                    views = gr.Gallery(label="Six views: colour, then normals", columns=6, height=240, scale=3,
-                                       allow_preview=True, elem_id="stdgen-views")
+                    views = gr.Image(label="Six views (-90, -45, 0, 45, 90, 180 degrees): colour, then normals",
+                                     interactive=False, height=240, scale=3, elem_id="stdgen-views")
                 model = gr.Model3D(label="3D character", height=420, elem_id="stdgen-model")
                 part = gr.Radio(list(PART_FILES), value="whole", label="Show", elem_id="stdgen-part")
                 with gr.Row():
@@ -174,7 +174,7 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                         if "canonical" in ev.images:
                             update[canonical] = ev.images["canonical"]
                         if "views_rgb" in ev.images or "views_normal" in ev.images:
-                            update[views] = view_tiles(ev.images)
+                            update[views] = views_sheet(ev.images)
                         yield update
                     elif ev.kind == "done":
                         run = ev.run
