@@ -31,10 +31,12 @@ class FakePipeline:
         self.delay = delay
         self.fail = fail
         self.calls: list[dict] = []
+        self.spans: list[tuple[float, float]] = []  # (start, end) of each call, time.monotonic()
 
     def __call__(self, image, *, pose="auto", seed=0, steps=None, refine=True, mask=None, progress=None,
                  on_stage=None):
         self.calls.append(dict(pose=pose, seed=seed, steps=steps, refine=refine, shape=np.shape(image)))
+        start = time.monotonic()
         image = np.asarray(image)
         rgba = image if image.shape[2] == 4 else np.concatenate([image, np.full(image.shape[:2] + (1,), 255,
                                                                                 np.uint8)], -1)
@@ -61,6 +63,7 @@ class FakePipeline:
             elif on_stage is not None:
                 on_stage(stage, {})
             seconds[stage] = time.perf_counter() - t
+        self.spans.append((start, time.monotonic()))
         return SimpleNamespace(character=PARTS, canonical=canonical, views_rgb=views_rgb, views_normal=views_normal,
                                seconds=seconds, peak_memory={s: (100 + i) * 2**20 for i, s in enumerate(seconds)},
                                settings=dict(pose=pose, seed=seed, steps=steps, refine=refine))
