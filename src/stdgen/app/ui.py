@@ -85,7 +85,7 @@ class Handlers:
 def _as_gr_error(exc: BaseException):
     if isinstance(exc, StdgenError):
         return gr.Error(str(exc).splitlines()[0] if str(exc) else "invalid input", print_exception=False)
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's, without importing it
         return gr.Error("out of memory: try fewer diffusion steps or turn refinement off", print_exception=False)
     log.exception("the run failed")
     return gr.Error(f"internal error ({type(exc).__name__}); the server log has the details", print_exception=False)
@@ -184,7 +184,9 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                                **{b: gr.update(visible=True, value=str(run.part_file(n)))
                                   for n, b in downloads.items()}}
             except Exception as exc:
-                raise _as_gr_error(exc) from None
+                error = _as_gr_error(exc)
+                yield {status: f"Stopped: {error.message}"}  # the error's toast fades; this line stays
+                raise error from None
 
         def on_example(evt: gr.SelectData):
             return str(example_files[evt.index])

@@ -1,4 +1,5 @@
-"""The queue's concurrency limit, seen from two API clients at once (gradio_client, no browser)."""
+"""The app through its API (gradio_client, no browser): the queue's concurrency limit, seen from
+clients at once; a pipeline error as the one line a client gets."""
 
 from __future__ import annotations
 
@@ -41,3 +42,25 @@ def test_runs_at_once_never_exceed_the_limit(tmp_path, pictures, make_pipeline, 
         running += step
         most = max(most, running)
     assert most == concurrency
+
+
+def test_a_pipeline_error_reaches_the_client_as_its_one_line(tmp_path, pictures, make_pipeline, save_output):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from stdgen.app import build_app, serve
+
+    pipe = make_pipeline(delay=0.01, fail="no figure found in the picture: is it a character on a plain background?")
+    demo = build_app(pipe, save_output=save_output, results_dir=tmp_path / "runs")
+    url = serve(demo, host="127.0.0.1", port=_free_port(), block=False, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError) as exc:
+            client.predict(handle_file(str(pictures["good"])), "auto", 0, 0, True, api_name="/generate")
+        with pytest.raises(AppError) as bad:
+            client.predict(handle_file(str(pictures["flat"])), "auto", 0, 0, True, api_name="/generate")
+    finally:
+        demo.close(verbose=False)
+    assert str(exc.value) == "no figure found in the picture: is it a character on a plain background?"
+    assert str(bad.value) == "flat.jpg: the picture is one flat colour; there is no figure in it"
+    assert len(pipe.calls) == 1 and list((tmp_path / "runs").iterdir()) == []
