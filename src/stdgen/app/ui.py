@@ -167,7 +167,8 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                 for ev in handlers.generate(path, pose_, seed_, steps_, refine_):
                     if ev.kind == "progress":
                         i = STAGES.index(ev.stage) if ev.stage in STAGES else 0
-                        progress((i + min(max(ev.fraction, 0.0), 1.0)) / len(STAGES), desc=ev.stage)
+                        progress((i + min(max(ev.fraction, 0.0), 1.0)) / len(STAGES),
+                                 desc=f"{ev.stage} (stage {i + 1} of {len(STAGES)})")
                     elif ev.kind == "stage":
                         done.add(ev.stage)
                         update: dict = {status: "Done: " + ", ".join(s for s in STAGES if s in done)}
@@ -204,8 +205,9 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                       ).then(on_upload, [upload], [preview], api_name="check_upload", show_progress="minimal")
         outputs = [status, canonical, views, model, part, seconds, run_folder, *downloads.values()]
         button.click(on_reset, None, outputs, queue=False, show_progress="hidden", api_visibility="private").then(
+            # The progress bar over the (still empty) 3D viewer only: the pictures stay in view as they come.
             on_generate, [upload, pose, seed, steps, refine], outputs, api_name="generate",
-            concurrency_limit=config.concurrency).success(
+            concurrency_limit=config.concurrency, show_progress_on=[model]).success(
             on_part, [run_folder, part], [model], show_progress="hidden", api_visibility="private")
         part.change(on_part, [run_folder, part], [model], api_name="show_part", show_progress="hidden")
 
