@@ -120,8 +120,9 @@ def test_leaving_mid_run_stops_the_pipeline_at_its_next_report(tmp_path, make_pi
     assert next(gen).kind == "progress"
     t = time.perf_counter()
     gen.close()  # what gradio does when the visitor closes the page
-    # The worker ended within one progress interval (0.1 s), not after the remaining ~1.7 s of stages.
-    assert time.perf_counter() - t < 0.5
+    # The worker ended at its next progress report (every 0.1 s), not after the remaining ~1.7 s of
+    # stages (1 s: room for a loaded machine).
+    assert time.perf_counter() - t < 1.0
     assert not any(t.name == "stdgen-app-run" for t in threading.enumerate())
     assert list((tmp_path / "runs").iterdir()) == []
 
