@@ -74,7 +74,7 @@ class PipelineConfig(ConfigMixin):
     #: upsampled to it; the front view is the canonical picture at this side).
     refine_resolution: int = 256
     #: Optimisation steps of the body, clothes and hair stages (the refinement defaults: 40 / 60 / 80).
-    refine_steps: tuple[int, int, int] = (16, 24, 32)
+    refine_steps: tuple[int, int, int] = (12, 18, 24)
     #: Last steps of each stage at the fine resolution (0: none; the refinement default is 20 at 512 px).
     refine_fine_steps: int = 0
     #: Side of each part's texture.
