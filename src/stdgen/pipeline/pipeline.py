@@ -279,7 +279,8 @@ class StdGENPipeline:
         if isinstance(image, (str, os.PathLike)):
             p = Path(image)
             if not p.is_file():
-                raise StdgenError(f"image: {p}: no such file; give the path of a PNG, JPEG or WebP picture")
+                what = "a folder, not a picture" if p.is_dir() else "no such file"
+                raise StdgenError(f"image: {p}: {what}; give the path of a PNG, JPEG or WebP picture")
         elif isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise StdgenError(f"image: expected an (H, W, 3) or (H, W, 4) array, got shape {image.shape}; "
@@ -357,6 +358,7 @@ class StdGENPipeline:
             character = run("refine", lambda: self.refine(coarse, canonical, views_rgb, views_normal, seed,
                                                           report))
         else:
+            report("refine", 0.0)
             report("refine", 1.0)
             seconds["refine"], peaks["refine"] = 0.0, 0
             character = coarse
@@ -364,11 +366,9 @@ class StdGENPipeline:
         from stdgen import __version__
 
         settings = {"version": __version__, "seed": seed, "steps": steps, "refine": refine, "pose": pose,
-                    "mask": mask if isinstance(mask, (str, os.PathLike)) and not isinstance(mask, np.ndarray)
-                    else ("array" if mask is not None else None),
-                    "device": str(self.device), "weights": dict(self.weights), "config": self.config.to_dict()}
-        if settings["mask"] is not None and settings["mask"] != "array":
-            settings["mask"] = os.fspath(settings["mask"])
+                    "mask": None if mask is None else os.fspath(mask) if isinstance(mask, (str, os.PathLike))
+                    else "array", "device": str(self.device), "weights": dict(self.weights),
+                    "config": self.config.to_dict()}
         return GenerateOutput(character, framed, canonical, views_rgb, views_normal, seconds, peaks, detected,
                               settings, preview, turntable, checks)
 
