@@ -132,7 +132,7 @@ def test_same_seed_same_files_other_seed_other_views(weights, tmp_path):
         if name == "report.json":  # timings differ; everything else is equal
             ra, rb = json.loads(a), json.loads(b)
             for r in (ra, rb):
-                r.pop("seconds"), r.pop("peak_memory")
+                r.pop("seconds"), r.pop("cpu_seconds"), r.pop("peak_memory")
             assert ra == rb
         else:
             assert a == b, name
@@ -147,6 +147,7 @@ def test_report_lists_version_weights_seed_settings_seconds_memory_faces(apose_r
     assert r["seed"] == 3 and r["version"] and set(r["weights"]) == {"segment", "canon", "mvdiff", "slrm"}
     assert set(r["seconds"]) == set(STAGES) | {"total"}
     assert set(r["peak_memory"]) == set(STAGES)
+    assert set(r["cpu_seconds"]) == set(STAGES) | {"total"}
     assert r["faces"]["body"] == len(out.character.body.faces)
     assert r["settings"]["config"] == tiny_config().to_dict()
     assert r["pose"] == "apose"

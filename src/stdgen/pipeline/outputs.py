@@ -236,6 +236,7 @@ def report_dict(output) -> dict:
         "settings": {k: v for k, v in s.items() if k not in ("version", "weights", "seed")},
         "pose": output.pose,
         "seconds": {**output.seconds, "total": round(sum(output.seconds.values()), 3)},
+        "cpu_seconds": {**output.cpu_seconds, "total": round(sum(output.cpu_seconds.values()), 3)},
         "peak_memory": output.peak_memory,
         "faces": output.checks.get("faces"),
         "front_silhouette_iou": output.checks.get("front_silhouette_iou"),

@@ -72,7 +72,7 @@ class PipelineConfig(ConfigMixin):
     grid_resolution: int = 96
     #: Side of the views refinement compares with and textures from (the generated views are
     #: upsampled to it; the front view is the canonical picture at this side).
-    refine_resolution: int = 256
+    refine_resolution: int = 192
     #: Optimisation steps of the body, clothes and hair stages (the refinement defaults: 40 / 60 / 80).
     refine_steps: tuple[int, int, int] = (12, 18, 24)
     #: Last steps of each stage at the fine resolution (0: none; the refinement default is 20 at 512 px).
@@ -114,7 +114,8 @@ class GenerateOutput:
     or ``"posed"`` (canonicalised). ``settings``: seed, steps, refine, device, weights folders, version.
     ``preview`` ``(H, W, 3)`` uint8 and ``turntable`` ``(T, S, S, 3)`` uint8: the pictures of the
     ``export`` stage; ``checks``: ``front_silhouette_iou`` of the front render against the canonical
-    picture's alpha, and the parts' face counts.
+    picture's alpha, and the parts' face counts. ``cpu_seconds``: stage -> CPU time of this process
+    (all its threads; steadier than ``seconds`` on a shared machine).
     """
 
     character: Any
@@ -129,6 +130,7 @@ class GenerateOutput:
     preview: np.ndarray | None = None
     turntable: np.ndarray | None = None
     checks: dict = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -322,13 +324,14 @@ class StdGENPipeline:
         seed, steps, refine = int(seed), None if steps is None else int(steps), bool(refine)
         report = progress or (lambda stage, fraction: None)
         seconds: dict[str, float] = {}
+        cpu_seconds: dict[str, float] = {}
         peaks: dict[str, int] = {}
         memory = _PeakMemory(self.device)
 
         def run(stage: str, fn: Callable[[], Any]) -> Any:
             report(stage, 0.0)
             memory.start()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 result = fn()
             except (MemoryError, RuntimeError) as exc:
@@ -337,12 +340,14 @@ class StdGENPipeline:
                 raise StdgenError(f"out of memory in the {stage} stage on {self.device}: try "
                                   f"{_OOM_HINTS.get(stage, '--device cpu')}") from None
             seconds[stage] = round(time.perf_counter() - t0, 3)
+            cpu_seconds[stage] = round(time.process_time() - c0, 3)
             peaks[stage] = memory.peak()
             report(stage, 1.0)
             return result
 
         def fraction(stage: str) -> Callable[[int, int], None]:
-            return lambda i, n: report(stage, min(1.0, (i + 1) / max(1, n)))
+            # The samplers call on_step(done, total) after each step (done from 1); 1.0 waits for the stage's end.
+            return lambda done, n: report(stage, min(0.99, done / max(1, n)))
 
         framed = run("preprocess", lambda: self.preprocess(image, mask))
         canonical, detected = run("canonicalize", lambda: self.canonicalize(framed, pose, seed, steps,
@@ -360,7 +365,7 @@ class StdGENPipeline:
         else:
             report("refine", 0.0)
             report("refine", 1.0)
-            seconds["refine"], peaks["refine"] = 0.0, 0
+            seconds["refine"], cpu_seconds["refine"], peaks["refine"] = 0.0, 0.0, 0
             character = coarse
         preview, turntable, checks = run("export", lambda: self.export_pictures(character, framed, canonical))
         from stdgen import __version__
@@ -370,7 +375,7 @@ class StdGENPipeline:
                     else "array", "device": str(self.device), "weights": dict(self.weights),
                     "config": self.config.to_dict()}
         return GenerateOutput(character, framed, canonical, views_rgb, views_normal, seconds, peaks, detected,
-                              settings, preview, turntable, checks)
+                              settings, preview, turntable, checks, cpu_seconds)
 
     # ------------------------------------------------------------------------------------- stages
     def preprocess(self, image, mask=None) -> np.ndarray:
