@@ -541,20 +541,9 @@ class StdGENPipeline:
             return refine_and_texture(coarse_parts, views, cfg, device=self.device, on_step=on_step)
 
     def export_pictures(self, character, framed: np.ndarray, canonical: np.ndarray):
-        """(``preview`` ``(H, W, 3)`` uint8, ``turntable`` ``(T, S, S, 3)`` uint8, checks): see
-        :mod:`stdgen.pipeline.outputs`."""
-        from stdgen.pipeline.outputs import front_silhouette_iou, preview_picture, turntable_frames
+        """(``preview`` ``(H, W, 3)`` uint8, ``turntable`` ``(T, S, S, 3)`` uint8, checks):
+        :func:`stdgen.pipeline.outputs.export_pictures` with this pipeline's settings."""
+        from stdgen.pipeline.outputs import export_pictures
 
-        size = self.config.preview_size
-        preview = preview_picture(character, framed, canonical, size=size, device=self.device)
-        frames = turntable_frames(character, size=size, frames=self.config.turntable_frames, device=self.device)
-        checks = {"front_silhouette_iou": round(front_silhouette_iou(character, canonical, device=self.device), 4),
-                  "faces": {p.key: int(len(character.part(p).faces)) for p in _parts()}}
-        return preview, frames, checks
-
-
-def _parts():
-    from stdgen.structures.semantics import PARTS
-
-    return PARTS
-
+        return export_pictures(character, framed, canonical, size=self.config.preview_size,
+                               frames=self.config.turntable_frames, device=self.device)
