@@ -65,6 +65,13 @@ def test_batch_folder_writes_one_folder_per_picture(weights, tmp_path, capsys):
         assert report["seed"] == 2 and report["settings"]["refine"] is False
     printed = capsys.readouterr().out
     assert printed.count("wrote ") == 2
+    # The folders are prediction folders that `stdgen eval PRED --images PICTURES` reads.
+    alpha_only = tmp_path / "alpha_only"
+    alpha_only.mkdir()
+    (alpha_only / "alpha.png").write_bytes((pics / "alpha.png").read_bytes())
+    assert main(["eval", str(out), "--images", str(alpha_only), "-o", str(tmp_path / "report"), "--quiet"]) == 0
+    metrics = (tmp_path / "report" / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("character,silhouette_iou") and metrics[1].startswith("alpha,")
     # A second run may replace its own folders without --overwrite.
     assert main(["generate", str(pics / "alpha.png"), "-o", str(out), "--weights", str(weights), "--pose", "apose",
                  "--quiet", "--no-refine", "--format", "obj"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,10 @@ def tiny_models(seed: int = 0) -> dict:
             last.bias.copy_(torch.tensor(bias))
     # Random decoders would scatter the field into crumbs: nearly silence them, so the SDF is the
     # prior's sphere (radius 0.5) and its class the body: one clean body to refine and texture.
-    return {"segment": Segmenter(seg_tiny()), "canon": Canonicalizer(canon_tiny()),
-            "mvdiff": MultiViewDiffusion(mv_tiny()), "slrm": slrm}
+    # Two sampler steps without guidance: the pipeline's plumbing is under test, not the sampler's.
+    fast = {"default_steps": 2, "default_guidance": 1.0}
+    return {"segment": Segmenter(seg_tiny()), "canon": Canonicalizer(dataclasses.replace(canon_tiny(), **fast)),
+            "mvdiff": MultiViewDiffusion(dataclasses.replace(mv_tiny(), **fast)), "slrm": slrm}
 
 
 def save_tiny_weights(folder: Path, seed: int = 0) -> Path:

@@ -139,6 +139,19 @@ def front_silhouette_iou(character, canonical: np.ndarray, *, device="cpu") -> f
     return float((pred & true).sum()) / union if union else 0.0
 
 
+def export_pictures(character, framed: np.ndarray, canonical: np.ndarray, *, size: int = 256, frames: int = 24,
+                    device="cpu") -> tuple[np.ndarray, np.ndarray, dict]:
+    """The ``export`` stage's pictures and checks: (:func:`preview_picture`, :func:`turntable_frames`,
+    ``{"front_silhouette_iou": ..., "faces": {part: count}}``)."""
+    from stdgen.structures.semantics import PARTS
+
+    preview = preview_picture(character, framed, canonical, size=size, device=device)
+    turn = turntable_frames(character, size=size, frames=frames, device=device)
+    checks = {"front_silhouette_iou": round(front_silhouette_iou(character, canonical, device=device), 4),
+              "faces": {p.key: int(len(character.part(p).faces)) for p in PARTS}}
+    return preview, turn, checks
+
+
 # -- writing -------------------------------------------------------------------------------------------
 def _png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
@@ -236,6 +249,7 @@ def report_dict(output) -> dict:
         "settings": {k: v for k, v in s.items() if k not in ("version", "weights", "seed")},
         "pose": output.pose,
         "seconds": {**output.seconds, "total": round(sum(output.seconds.values()), 3)},
+        "cpu_seconds": {**output.cpu_seconds, "total": round(sum(output.cpu_seconds.values()), 3)},
         "peak_memory": output.peak_memory,
         "faces": output.checks.get("faces"),
         "front_silhouette_iou": output.checks.get("front_silhouette_iou"),
@@ -246,8 +260,6 @@ def report_dict(output) -> dict:
 
 def output_files(output, fmt: str = "glb") -> dict[str, bytes]:
     """Every file of :func:`save_output` as ``{name: bytes}`` (``report.json`` last)."""
-    from stdgen.pipeline.pipeline import StdGENPipeline
-
     if fmt not in FORMATS:
         raise StdgenError(f"fmt: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     files = model_files(output.character, fmt)
@@ -255,11 +267,7 @@ def output_files(output, fmt: str = "glb") -> dict[str, bytes]:
     files["views.png"] = _png_bytes(views_picture(output.views_rgb, output.views_normal))
     preview, frames = output.preview, output.turntable
     if preview is None or frames is None:  # an output made without the export stage's pictures
-        drawn = StdGENPipeline.__new__(StdGENPipeline)
-        from stdgen.pipeline.pipeline import PipelineConfig
-
-        drawn.config, drawn.device = PipelineConfig(), torch.device("cpu")
-        preview, frames, checks = drawn.export_pictures(output.character, output.input_rgba, output.canonical)
+        preview, frames, checks = export_pictures(output.character, output.input_rgba, output.canonical)
         output.checks = {**checks, **output.checks}
     files["turntable.gif"] = _gif_bytes(frames)
     files["preview.png"] = _png_bytes(preview)

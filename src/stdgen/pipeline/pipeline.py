@@ -72,9 +72,9 @@ class PipelineConfig(ConfigMixin):
     grid_resolution: int = 96
     #: Side of the views refinement compares with and textures from (the generated views are
     #: upsampled to it; the front view is the canonical picture at this side).
-    refine_resolution: int = 256
+    refine_resolution: int = 192
     #: Optimisation steps of the body, clothes and hair stages (the refinement defaults: 40 / 60 / 80).
-    refine_steps: tuple[int, int, int] = (16, 24, 32)
+    refine_steps: tuple[int, int, int] = (12, 18, 24)
     #: Last steps of each stage at the fine resolution (0: none; the refinement default is 20 at 512 px).
     refine_fine_steps: int = 0
     #: Side of each part's texture.
@@ -114,7 +114,8 @@ class GenerateOutput:
     or ``"posed"`` (canonicalised). ``settings``: seed, steps, refine, device, weights folders, version.
     ``preview`` ``(H, W, 3)`` uint8 and ``turntable`` ``(T, S, S, 3)`` uint8: the pictures of the
     ``export`` stage; ``checks``: ``front_silhouette_iou`` of the front render against the canonical
-    picture's alpha, and the parts' face counts.
+    picture's alpha, and the parts' face counts. ``cpu_seconds``: stage -> CPU time of this process
+    (all its threads; steadier than ``seconds`` on a shared machine).
     """
 
     character: Any
@@ -129,6 +130,7 @@ class GenerateOutput:
     preview: np.ndarray | None = None
     turntable: np.ndarray | None = None
     checks: dict = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -279,7 +281,8 @@ class StdGENPipeline:
         if isinstance(image, (str, os.PathLike)):
             p = Path(image)
             if not p.is_file():
-                raise StdgenError(f"image: {p}: no such file; give the path of a PNG, JPEG or WebP picture")
+                what = "a folder, not a picture" if p.is_dir() else "no such file"
+                raise StdgenError(f"image: {p}: {what}; give the path of a PNG, JPEG or WebP picture")
         elif isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise StdgenError(f"image: expected an (H, W, 3) or (H, W, 4) array, got shape {image.shape}; "
@@ -321,13 +324,14 @@ class StdGENPipeline:
         seed, steps, refine = int(seed), None if steps is None else int(steps), bool(refine)
         report = progress or (lambda stage, fraction: None)
         seconds: dict[str, float] = {}
+        cpu_seconds: dict[str, float] = {}
         peaks: dict[str, int] = {}
         memory = _PeakMemory(self.device)
 
         def run(stage: str, fn: Callable[[], Any]) -> Any:
             report(stage, 0.0)
             memory.start()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 result = fn()
             except (MemoryError, RuntimeError) as exc:
@@ -336,12 +340,14 @@ class StdGENPipeline:
                 raise StdgenError(f"out of memory in the {stage} stage on {self.device}: try "
                                   f"{_OOM_HINTS.get(stage, '--device cpu')}") from None
             seconds[stage] = round(time.perf_counter() - t0, 3)
+            cpu_seconds[stage] = round(time.process_time() - c0, 3)
             peaks[stage] = memory.peak()
             report(stage, 1.0)
             return result
 
         def fraction(stage: str) -> Callable[[int, int], None]:
-            return lambda i, n: report(stage, min(1.0, (i + 1) / max(1, n)))
+            # The samplers call on_step(done, total) after each step (done from 1); 1.0 waits for the stage's end.
+            return lambda done, n: report(stage, min(0.99, done / max(1, n)))
 
         framed = run("preprocess", lambda: self.preprocess(image, mask))
         canonical, detected = run("canonicalize", lambda: self.canonicalize(framed, pose, seed, steps,
@@ -357,20 +363,19 @@ class StdGENPipeline:
             character = run("refine", lambda: self.refine(coarse, canonical, views_rgb, views_normal, seed,
                                                           report))
         else:
+            report("refine", 0.0)
             report("refine", 1.0)
-            seconds["refine"], peaks["refine"] = 0.0, 0
+            seconds["refine"], cpu_seconds["refine"], peaks["refine"] = 0.0, 0.0, 0
             character = coarse
         preview, turntable, checks = run("export", lambda: self.export_pictures(character, framed, canonical))
         from stdgen import __version__
 
         settings = {"version": __version__, "seed": seed, "steps": steps, "refine": refine, "pose": pose,
-                    "mask": mask if isinstance(mask, (str, os.PathLike)) and not isinstance(mask, np.ndarray)
-                    else ("array" if mask is not None else None),
-                    "device": str(self.device), "weights": dict(self.weights), "config": self.config.to_dict()}
-        if settings["mask"] is not None and settings["mask"] != "array":
-            settings["mask"] = os.fspath(settings["mask"])
+                    "mask": None if mask is None else os.fspath(mask) if isinstance(mask, (str, os.PathLike))
+                    else "array", "device": str(self.device), "weights": dict(self.weights),
+                    "config": self.config.to_dict()}
         return GenerateOutput(character, framed, canonical, views_rgb, views_normal, seconds, peaks, detected,
-                              settings, preview, turntable, checks)
+                              settings, preview, turntable, checks, cpu_seconds)
 
     # ------------------------------------------------------------------------------------- stages
     def preprocess(self, image, mask=None) -> np.ndarray:
@@ -536,20 +541,9 @@ class StdGENPipeline:
             return refine_and_texture(coarse_parts, views, cfg, device=self.device, on_step=on_step)
 
     def export_pictures(self, character, framed: np.ndarray, canonical: np.ndarray):
-        """(``preview`` ``(H, W, 3)`` uint8, ``turntable`` ``(T, S, S, 3)`` uint8, checks): see
-        :mod:`stdgen.pipeline.outputs`."""
-        from stdgen.pipeline.outputs import front_silhouette_iou, preview_picture, turntable_frames
+        """(``preview`` ``(H, W, 3)`` uint8, ``turntable`` ``(T, S, S, 3)`` uint8, checks):
+        :func:`stdgen.pipeline.outputs.export_pictures` with this pipeline's settings."""
+        from stdgen.pipeline.outputs import export_pictures
 
-        size = self.config.preview_size
-        preview = preview_picture(character, framed, canonical, size=size, device=self.device)
-        frames = turntable_frames(character, size=size, frames=self.config.turntable_frames, device=self.device)
-        checks = {"front_silhouette_iou": round(front_silhouette_iou(character, canonical, device=self.device), 4),
-                  "faces": {p.key: int(len(character.part(p).faces)) for p in _parts()}}
-        return preview, frames, checks
-
-
-def _parts():
-    from stdgen.structures.semantics import PARTS
-
-    return PARTS
-
+        return export_pictures(character, framed, canonical, size=self.config.preview_size,
+                               frames=self.config.turntable_frames, device=self.device)

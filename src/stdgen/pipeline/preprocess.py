@@ -111,6 +111,9 @@ def refine_alpha(rgb: np.ndarray, alpha: np.ndarray, *, iterations: int = 3, sur
         return alpha
     img = np.ascontiguousarray((rgb[t:b, l:r, ::-1] * 255 + 0.5).astype(np.uint8))  # OpenCV wants BGR
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models' k-means from OpenCV's global random state, which every call
+    # advances: reseed it so the same picture gives the same alpha on every call (reproducible runs).
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(img, m, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error as exc:  # e.g. a degenerate colour model; the prediction stands
