@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -95,7 +96,10 @@ def test_a_port_in_use_is_a_one_line_error(capsys, fake_weights):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        handlers = list(logging.getLogger("stdgen").handlers)
         assert main(["app", "--port", str(port), "--device", "cpu"]) == 2
+    # Its log handler is gone too: one left bound to this test's (closed) stderr broke later commands' logging.
+    assert logging.getLogger("stdgen").handlers == handlers
     err = capsys.readouterr().err
     assert err.endswith(f"stdgen: error: --port {port}: cannot serve on 127.0.0.1:{port} (the port is in use, or "
                         "the address is not this machine's); choose another --port or --host\n"), err

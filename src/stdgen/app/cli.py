@@ -37,7 +37,7 @@ def _app(args: argparse.Namespace) -> int:
     import logging
 
     from stdgen.errors import StdgenError
-    from stdgen.utils.device import check_device, resolve_device
+    from stdgen.utils.device import check_device
 
     check_device(args.device)
     if not 1 <= args.port <= 65535:
@@ -54,13 +54,26 @@ def _app(args: argparse.Namespace) -> int:
     except ImportError:
         raise StdgenError("the web app needs gradio: pip install 'stdgen[app]'") from None
 
-    # stdgen's own log lines (weights found, each run); gradio's and httpx's stay at warnings.
+    # stdgen's own log lines (weights found, each run); gradio's and httpx's stay at warnings. Removed on the
+    # way out: an in-process caller (a test) must not keep a handler bound to its closed stream.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-    logging.getLogger("stdgen").addHandler(handler)
-    logging.getLogger("stdgen").setLevel(logging.INFO)
+    lib_logger = logging.getLogger("stdgen")
+    level = lib_logger.level
+    lib_logger.addHandler(handler)
+    lib_logger.setLevel(logging.INFO)
+    try:
+        return _serve(args, examples)
+    finally:
+        lib_logger.removeHandler(handler)
+        lib_logger.setLevel(level)
+
+
+def _serve(args: argparse.Namespace, examples: Path | None) -> int:
     from stdgen.app.ui import build_app, serve
+    from stdgen.errors import StdgenError
     from stdgen.pipeline import StdGENPipeline, save_output
+    from stdgen.utils.device import resolve_device
 
     device = resolve_device(args.device)
     print(f"loading the weights on {device}...", flush=True)

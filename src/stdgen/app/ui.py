@@ -125,7 +125,7 @@ def build_app(pipeline: Callable[..., Any], *, save_output: Callable[[Any, Path]
                                               columns=4, height=130, allow_preview=False, interactive=False,
                                               object_fit="contain",
                                               visible=bool(example_files), elem_id="stdgen-examples")
-                pose = gr.Radio([("any pose (canonicalise)", "auto"), ("already in A-pose", "apose")],
+                pose = gr.Radio([("auto (the A-pose check decides)", "auto"), ("already in A-pose", "apose")],
                                 value="auto", label="Pose of the picture")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=2**31 - 1)
                 steps = gr.Slider(0, 100, value=0, step=1, label="Diffusion steps (0: the model's default)")
