@@ -333,3 +333,20 @@ def test_background_removal_is_the_same_on_every_call():
     first = refine_alpha(rgb, soft)
     assert not np.array_equal(first, soft)  # GrabCut ran
     np.testing.assert_array_equal(refine_alpha(rgb, soft), first)
+
+
+def test_generated_views_are_saved_as_the_dataset_sprites_eval_reads(weights, tmp_path):
+    """mv_rgb.png / mv_normal.png hold the six views side by side (-90 ... 180), exactly, so that
+    `stdgen eval` scores them as generated views."""
+    from PIL import Image
+
+    pipe = StdGENPipeline.from_pretrained(weights, config=tiny_config())
+    out = pipe(figure_picture(), pose="apose", seed=3)
+    save_output(out, tmp_path / "run")
+    rgb = np.asarray(Image.open(tmp_path / "run" / "mv_rgb.png"))
+    normal = np.asarray(Image.open(tmp_path / "run" / "mv_normal.png"))
+    side = out.views_rgb.shape[1]
+    assert rgb.shape == (side, 6 * side, 4) and normal.shape == (side, 6 * side, 3)
+    for k in range(6):
+        np.testing.assert_array_equal(rgb[:, k * side:(k + 1) * side], out.views_rgb[k])
+        np.testing.assert_array_equal(normal[:, k * side:(k + 1) * side], out.views_normal[k])

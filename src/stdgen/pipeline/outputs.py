@@ -9,6 +9,8 @@ atomically (a temporary sibling renamed at the end: a failed or interrupted writ
   their ``.mtl`` and texture PNGs instead;
 - ``canonical.png``: the A-pose front picture the views were made from (RGBA);
 - ``views.png``: the six generated views, colour over white above normals;
+- ``mv_rgb.png`` / ``mv_normal.png``: the same views as the dataset's sprite sheets (RGBA colour;
+  normals as ``(n + 1) / 2``), which ``stdgen eval`` scores as generated views (its 2D row);
 - ``turntable.gif``: a full turn of the character;
 - ``preview.png``: the framed input beside the front render, the parts side by side, the character
   exploded (front and 45 degrees);
@@ -36,7 +38,8 @@ import torch
 from stdgen.errors import StdgenError
 
 #: The files :func:`save_output` writes (besides the per-part models), in the issue's order.
-PICTURE_FILES: tuple[str, ...] = ("canonical.png", "views.png", "turntable.gif", "preview.png", "report.json")
+PICTURE_FILES: tuple[str, ...] = ("canonical.png", "views.png", "mv_rgb.png", "mv_normal.png", "turntable.gif",
+                                  "preview.png", "report.json")
 FORMATS: tuple[str, ...] = ("glb", "obj")
 #: The command name in the output folder's marker (``stdgen generate`` may rewrite its own folders).
 COMMAND = "generate"
@@ -265,6 +268,9 @@ def output_files(output, fmt: str = "glb") -> dict[str, bytes]:
     files = model_files(output.character, fmt)
     files["canonical.png"] = _png_bytes(output.canonical)
     files["views.png"] = _png_bytes(views_picture(output.views_rgb, output.views_normal))
+    # The views side by side, -90 ... 180, as the dataset stores them: `stdgen eval`'s generated views.
+    files["mv_rgb.png"] = _png_bytes(np.concatenate(list(output.views_rgb), axis=1))
+    files["mv_normal.png"] = _png_bytes(np.concatenate(list(output.views_normal), axis=1))
     preview, frames = output.preview, output.turntable
     if preview is None or frames is None:  # an output made without the export stage's pictures
         preview, frames, checks = export_pictures(output.character, output.input_rgba, output.canonical)
