@@ -101,6 +101,23 @@ def _install_interrupt_handler() -> None:
         signal.signal(signal.SIGINT, _Interrupts.handler)
 
 
+def interrupted() -> int:
+    """Say "stdgen: interrupted" and return 130 (the exit status of a Ctrl-C).
+
+    CPython marks a KeyboardInterrupt raised while a C extension runs Python code through the
+    ``PyRun_*`` API (torch does during its import) as "unhandled", and that mark survives the extension
+    swallowing the exception: the interpreter then ends by killing itself with SIGINT (status -2)
+    instead of exiting with 130. Running one trivial statement through that same API resets the mark."""
+    print("stdgen: interrupted", file=sys.stderr)
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"pass")
+    except (ImportError, AttributeError, OSError):  # not CPython: no such mark to clear
+        pass
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         _Interrupts.seen = False
@@ -122,12 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stdgen: error: {_os_error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("stdgen: interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     except Exception:
         if _Interrupts.seen:
-            print("stdgen: interrupted", file=sys.stderr)
-            return 130
+            return interrupted()
         raise
     return int(status or 0)
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from stdgen.models.canonical import Canonicalizer, paper_config, small_config, tiny_config
 from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import style_augment
+from stdgen.utils.config import check_range
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +71,12 @@ class CanonPreset(Preset):
         if self.resolution < step or self.resolution % step:
             raise ValueError(f"resolution: expected a positive multiple of {step}, got {self.resolution}")
         for name in ("apose_fraction", "perspective", "cond_dropout", "style_probability"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {v}")
-        for name in ("stream_workers", "pool_size", "pool_start", "val_characters", "image_samples",
-                     "rgb_weight", "alpha_weight", "check_weight", "arm_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
-        if self.val_steps < 1:
-            raise ValueError(f"val_steps: expected >= 1, got {self.val_steps}")
+            check_range(self, name, 0.0, 1.0)
+        for name in ("stream_workers", "pool_size", "pool_start", "val_characters", "image_samples"):
+            check_range(self, name, 0, integer=True)
+        for name in ("rgb_weight", "alpha_weight", "check_weight", "arm_weight"):
+            check_range(self, name, 0.0)
+        check_range(self, "val_steps", 1, integer=True)
 
 
 def tiny() -> CanonPreset:

@@ -27,6 +27,7 @@ from stdgen.models.mvdiffusion import (
 )
 from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import affine_jitter, style_augment
+from stdgen.utils.config import check_range
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +76,12 @@ class MultiViewPreset(Preset):
             if side < step or side % step:
                 raise ValueError(f"resolution_schedule: sides must be positive multiples of {step}, got {side}")
         for name in ("cond_dropout", "style_probability"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {v}")
-        if not 0.0 <= self.scale_jitter < 0.5 or not 0.0 <= self.shift_jitter < 0.5:
-            raise ValueError(f"scale_jitter / shift_jitter: expected in [0, 0.5), got {self.scale_jitter}, "
-                             f"{self.shift_jitter}")
+            check_range(self, name, 0.0, 1.0)
+        for name in ("scale_jitter", "shift_jitter"):
+            check_range(self, name, 0.0, 0.5, hi_open=True)
         for name in ("stream_workers", "pool_size", "pool_start", "val_characters", "image_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
-        if self.val_steps < 1:
-            raise ValueError(f"val_steps: expected >= 1, got {self.val_steps}")
+            check_range(self, name, 0, integer=True)
+        check_range(self, "val_steps", 1, integer=True)
 
     def resolution(self, step: int) -> int:
         """The image side at training ``step``."""

@@ -25,6 +25,7 @@ from stdgen.models.segment import Segmenter, paper_config, small_config, tiny_co
 from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import affine_jitter, style_augment
 from stdgen.train.backgrounds import KINDS, random_kinds, synthetic_backgrounds
+from stdgen.utils.config import check_range
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,15 @@ class SegmentPreset(Preset):
         lo, hi = self.scale_range if len(self.scale_range) == 2 else (0.0, -1.0)
         if not 0.1 <= lo <= hi <= 4.0:
             raise ValueError(f"scale_range: expected (low, high) with 0.1 <= low <= high <= 4, got {self.scale_range}")
-        if not 0.0 <= self.shift_jitter < 0.5:
-            raise ValueError(f"shift_jitter: expected in [0, 0.5), got {self.shift_jitter}")
-        if not 0.0 <= self.style_probability <= 1.0:
-            raise ValueError(f"style_probability: expected a probability in [0, 1], got {self.style_probability}")
+        check_range(self, "shift_jitter", 0.0, 0.5, hi_open=True)
+        check_range(self, "style_probability", 0.0, 1.0)
         if not 1 <= self.views_per_character <= 6 + self.random_views:
             raise ValueError(f"views_per_character: expected 1 .. {6 + self.random_views} (6 + random_views), "
                              f"got {self.views_per_character}")
-        for name in ("stream_workers", "pool_size", "pool_start", "random_views", "val_characters", "image_samples",
-                     "bce_weight", "dice_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        for name in ("stream_workers", "pool_size", "pool_start", "random_views", "val_characters", "image_samples"):
+            check_range(self, name, 0, integer=True)
+        for name in ("bce_weight", "dice_weight"):
+            check_range(self, name, 0.0)
 
 
 def tiny() -> SegmentPreset:
