@@ -1,25 +1,50 @@
 #!/usr/bin/env bash
 # The bundled models' figures on the lent GPU machine, in one call:
-#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon generate; default all)
+#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon slrm generate; default all)
+# WEIGHTS_FROM=/tmp/train-all: use the exports train_all_gpu.sh left there; MV_BASELINE=DIR: score the
+# deterministic baseline (benchmarks/mv_baseline.py's output folder) beside the diffusion model.
 # mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128) and steps
 # 10, 20; canon: benchmarks/canon_eval.py at steps 10, 20; generate: `stdgen generate` on the shipped
 # examples (per-stage seconds and peak memory in each report.json). Results as JSON / PNG in $OUT.
 set -o pipefail
 n=${1:-50}; shift || true
-sections=${*:-mv canon generate}
+sections=${*:-mv canon slrm generate}
 out=${OUT:-out/gpu-eval}
 mkdir -p "$out"
 if [ ! -d /tmp/site ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+# Weights trained earlier in this machine's session (train_all_gpu.sh's exports) replace the copies
+# bundled in this working tree, for this call only.
+if [ -n "$WEIGHTS_FROM" ]; then
+  for t in slrm mvdiff canon segment; do
+    [ -f "$WEIGHTS_FROM/export-$t/model.safetensors" ] && cp "$WEIGHTS_FROM/export-$t/"* "src/stdgen/weights/$t/" \
+      && echo "weights: $t from $WEIGHTS_FROM/export-$t"
+  done
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for s in $sections; do
   case $s in
     mv) timeout "${MV_TIMEOUT:-240}" python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
-          --resolution 128 --steps 10,20 --batch 10 --device cuda -o "$out/mv_eval.json" 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
+          --resolution 128 --steps 10,20 --batch 10 --device cuda -o "$out/mv_eval.json" \
+          ${MV_BASELINE:+--baseline "$MV_BASELINE"} 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
     canon) timeout "${CANON_TIMEOUT:-200}" python3 benchmarks/canon_eval.py --characters "$n" --steps 10,20 --device cuda \
           -o "$out/canon_eval.json" --grid "$out/canon_eval.png" 2>&1 | grep -v -i warn | tail -n 6 ;;
+    slrm)  # S-LRM reconstruction time per character on the GPU (true six views of test characters)
+      timeout "${SLRM_TIMEOUT:-200}" bash -c "python3 -m stdgen data render --split test --count 10 --resolution 256 \
+          --random-views 0 --posed-views 0 --no-face --no-top-bottom -o /tmp/slrm-test --device cuda --quiet --overwrite \
+          && python3 -m stdgen reconstruct /tmp/slrm-test -o /tmp/slrm-pred --device cuda --overwrite" 2>&1 \
+          | grep -v -i warn | tail -n 4
+      python3 - /tmp/slrm-pred "$out/slrm_gpu.json" <<'PY'
+import json, sys
+from pathlib import Path
+rows = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/report.json"))}
+Path(sys.argv[2]).write_text(json.dumps(rows, indent=2))
+for k, r in rows.items():
+    print(k, {s: round(v, 3) for s, v in (r.get("seconds") or {}).items()})
+PY
+      ;;
     generate)
       ls examples/*.png >/dev/null 2>&1 || { echo "no examples/"; continue; }
       pics=(examples/*.png); [ -d out/ood ] && pics+=(out/ood/*)

@@ -7,7 +7,9 @@
 #   bash benchmarks/train_all_gpu.sh finish [DTYPE]                  wait for the runs to end, export
 # Small models leave an H100 mostly idle when trained one at a time (launch- and data-bound), so the
 # tasks share it. Each task's run folder is /tmp/train-all/<task> on the machine's disk; a run already
-# there is resumed. Per-task trainer arguments: SLRM_ARGS, MVDIFF_ARGS, CANON_ARGS, SEGMENT_ARGS (e.g.
+# there is resumed. Tasks: slrm mvdiff canon segment, and baseline (the multi-view deterministic U-Net of
+# benchmarks/mv_baseline.py, left on the machine as baseline/baseline.pt for gpu_eval.sh's mv section).
+# Per-task trainer arguments: SLRM_ARGS, MVDIFF_ARGS, CANON_ARGS, SEGMENT_ARGS, BASELINE_ARGS (e.g.
 # "--init src/stdgen/weights/slrm --set stage1_step=0"); per-task minutes: SEGMENT_MINUTES etc.
 # Brings back (in $OUT): progress.tar (logs, run.json, latest sample grids) and, on finish, one
 # <task>.tar per task with its export (config.json + model.safetensors in DTYPE, default int8).
@@ -23,7 +25,7 @@ fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 
 # CPU workers per task: the machine has 16 cores for every task's character stream.
-workers_of() { case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; canon) echo 3 ;; segment) echo 2 ;; *) echo 2 ;; esac; }
+workers_of() { case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; canon) echo 3 ;; segment) echo 2 ;; baseline) echo 3 ;; *) echo 2 ;; esac; }
 workers_key() { [ "$1" = slrm ] && echo workers || echo stream_workers; }
 
 report() {
@@ -51,11 +53,17 @@ case $cmd in
       mvar=${t^^}_MINUTES; m=${!mvar:-$minutes}
       echo "running" > "$run/state"
       # setsid: the run outlives this call; state records how it ended.
-      setsid bash -c "python3 -m stdgen train $t --preset small -o $run --minutes $m ${resume[*]} --quiet \
-          --set $(workers_key "$t")=$(workers_of "$t") $extra > $run/train.log 2>&1; echo \"exit \$?\" > $run/state" \
-          < /dev/null > /dev/null 2>&1 &
+      if [ "$t" = baseline ]; then  # issue 14's deterministic U-Net (benchmarks/mv_baseline.py), not a trainer task
+        cmdline="python3 benchmarks/mv_baseline.py -o $run --minutes $m --device cuda --workers $(workers_of "$t") $extra"
+        pattern="mv_baseline.py -o $run"
+      else
+        cmdline="python3 -m stdgen train $t --preset small -o $run --minutes $m ${resume[*]} --quiet \
+          --set $(workers_key "$t")=$(workers_of "$t") $extra"
+        pattern="stdgen train $t "
+      fi
+      setsid bash -c "$cmdline > $run/train.log 2>&1; echo \"exit \$?\" > $run/state" < /dev/null > /dev/null 2>&1 &
       sleep 1
-      pgrep -n -f "stdgen train $t " > "$run/pid"
+      pgrep -n -f "$pattern" > "$run/pid"
       echo "$t: launched ($m min) $extra"
     done
     if [ "$watch" -gt 0 ]; then sleep "$watch"; fi

@@ -88,6 +88,30 @@ def test_flow_matching_path_and_exact_velocity_sampler():
     assert torch.all((fm.sample_sigma(1000, "cpu") >= 0) & (fm.sample_sigma(1000, "cpu") <= 1))
 
 
+def test_clean_image_prediction_samples_its_estimate_and_trains_on_the_velocity_loss():
+    """prediction="x": an oracle that outputs the clean point lands on it exactly at any step count;
+    the loss is the velocity error (equal to the "v" loss of the implied velocity above the floor)."""
+    fm = FlowMatching(shift=2.0, prediction="x")
+    target = torch.randn(2, 3)
+    for steps in (1, 4):
+        out = fm.sample(lambda x, sigma: target.expand_as(x), (2, 3), steps=steps, seed=3)
+        torch.testing.assert_close(out, target, rtol=1e-5, atol=1e-5)
+    x0, eps = torch.randn(4, 5), torch.randn(4, 5)
+    sigma = torch.tensor([0.01, 0.2, 0.6, 1.0])
+    xt = fm.noisy(x0, eps, sigma)
+    guess = torch.randn(4, 5)
+    v_loss = FlowMatching().loss(fm.velocity_of(guess, xt, sigma), x0, eps, sigma)
+    x_loss = fm.loss(guess, x0, eps, sigma)
+    torch.testing.assert_close(x_loss[1:], v_loss[1:], rtol=1e-4, atol=1e-4)
+    # Below the floor the weight is capped: 1 / 0.05^2, not 1 / 0.01^2.
+    torch.testing.assert_close(x_loss[0], (guess[0] - x0[0]).square() / 0.05 ** 2)
+    assert fm.loss(x0, x0, eps, sigma).abs().max() == 0
+    with pytest.raises(ValueError, match="prediction"):
+        FlowMatching(prediction="eps")
+    with pytest.raises(ValueError, match="prediction"):
+        dataclasses.replace(tiny_config(), prediction="eps")
+
+
 def test_config_validation_names_field():
     with pytest.raises(ValueError, match="attention_levels"):
         MultiViewDiffusionConfig(channels=(32, 64), attention_levels=(True,))

@@ -48,7 +48,10 @@ def test_losses_through_the_stages(stream_batch):
     model = task.build_model()
     g = torch.Generator().manual_seed(0)
     l0 = task.losses(model, batch, 0, generator=g)
-    assert set(l0) == {"mse", "ssim", "mask", "depth", "eikonal"}
+    assert set(l0) == {"mse", "mse_fg", "ssim", "mask", "depth", "eikonal"}
+    # The foreground colour term is the colour error on the true foreground only: at least the
+    # whole-image MSE's share there (background rays are white in both).
+    assert l0["mse_fg"] / task.preset.loss.mse_fg >= l0["mse"] / task.preset.loss.mse
     task.on_stage_change(model, 1)
     assert model.config.lora_rank == task.preset.lora_rank
     groups = task.param_groups(model, task.preset.stage1_step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stdgen.models.diffusion.checks import check_unet_fields
+from stdgen.models.diffusion.flow import PREDICTIONS
 from stdgen.models.modeling import ModelConfig
 
 
@@ -25,7 +26,8 @@ class CanonicalizerConfig(ModelConfig):
     embedding added to the time embedding); ``check_resolution`` / ``check_channels``: the A-pose
     check's input side and stride-2 widths; ``check_threshold``: the probability above which
     :meth:`~.Canonicalizer.is_a_pose` says yes; ``shift``: flow-matching time shift at
-    ``resolution`` (>= 1); ``default_steps`` / ``default_guidance``: sampling defaults.
+    ``resolution`` (>= 1); ``default_steps`` / ``default_guidance``: sampling defaults; ``prediction``: what the network
+    outputs, the velocity ("v") or the clean image ("x"; see :mod:`stdgen.models.diffusion.flow`).
     """
 
     resolution: int = 128
@@ -45,6 +47,7 @@ class CanonicalizerConfig(ModelConfig):
     shift: float = 2.0
     default_steps: int = 20
     default_guidance: float = 1.0
+    prediction: str = "v"
 
     def __post_init__(self) -> None:
         # JSON gives lists: keep the tuple fields tuples (hashable, comparable with the presets).
@@ -65,6 +68,8 @@ class CanonicalizerConfig(ModelConfig):
             raise ValueError(f"check_threshold: expected a probability in (0, 1), got {self.check_threshold}")
         if not self.shift >= 1:
             raise ValueError(f"shift: expected >= 1, got {self.shift}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
         if not self.default_guidance >= 1:
             raise ValueError(f"default_guidance: expected >= 1 (1 = no guidance), got {self.default_guidance}")
 
@@ -83,7 +88,7 @@ def small_config() -> CanonicalizerConfig:
     """The size to train and bundle here: 128 px, 10.7 M parameters (denoiser + ReferenceNet +
     encoder + check; ~21 MB in fp16, ~11 MB in int8); ~0.3 s per denoising step on the 2-core CPU."""
     return CanonicalizerConfig(channels=(32, 64, 96, 128), encoder_channels=(16, 32, 64, 128), temb_dim=128,
-                               context_dim=128)
+                               context_dim=128, prediction="x")
 
 
 def tiny_config() -> CanonicalizerConfig:

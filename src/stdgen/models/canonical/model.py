@@ -172,7 +172,8 @@ class Canonicalizer(ModelMixin, nn.Module):
     def flow(self, side: int) -> FlowMatching:
         """The objective / sampler at ``side`` px: time shift ``shift * side / resolution`` (at least
         1), as in the multi-view model."""
-        return FlowMatching(shift=max(1.0, self.config.shift * side / self.config.resolution))
+        return FlowMatching(shift=max(1.0, self.config.shift * side / self.config.resolution),
+                            prediction=self.config.prediction)
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
         p = self.config.patch_size

@@ -9,6 +9,15 @@ results; the terminal ``sigma = 1`` is pure noise by construction (no zero-termi
 ODE sampler is deterministic given the initial noise, so a seed fixes the output; and the same
 ``shift`` that re-weights training towards high noise (needed in pixel space, where the images'
 low frequencies survive small noise) also shifts the sampler's steps.
+
+Two parameterisations of the network's output (``prediction``): ``"v"`` outputs the velocity itself;
+``"x"`` outputs the clean image ``x0`` and the velocity is derived, ``v = (x - x0_hat) / sigma``
+(Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise"). Both train on the same
+velocity loss, which for ``"x"`` is ``|x0_hat - x0|^2 / sigma^2`` (the weight capped at
+``1 / x_floor^2``). Why ``"x"``: a small pixel-space network rarely learns to reproduce the noise
+exactly, and a ``"v"`` network's error at low noise stays in the sample as grain (our first
+multi-view run: SSIM fell from 0.575 at 10 steps to 0.522 at 30); an ``"x"`` network's last step
+*is* its clean estimate, so there is no noise left to leave in.
 """
 
 from __future__ import annotations
@@ -20,16 +29,28 @@ from dataclasses import dataclass
 import torch
 
 
+#: What a denoiser outputs: the velocity ``eps - x0`` ("v") or the clean image ``x0`` ("x").
+PREDICTIONS: tuple[str, ...] = ("v", "x")
+
+
 @dataclass(frozen=True)
 class FlowMatching:
     """``shift`` >= 1 maps a time ``t`` to ``sigma = shift t / (1 + (shift - 1) t)`` (SD3's resolution
-    shift; 1 = none); training times are logit-normal with ``logit_mean`` / ``logit_std``."""
+    shift; 1 = none); training times are logit-normal with ``logit_mean`` / ``logit_std``;
+    ``prediction`` says what the network outputs ("v" or "x", see the module docstring) and
+    ``x_floor`` caps the "x" loss weight ``1 / max(sigma, x_floor)^2``."""
 
     shift: float = 1.0
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    prediction: str = "v"
+    x_floor: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
+        if not 0 < self.x_floor <= 1:
+            raise ValueError(f"x_floor: expected in (0, 1], got {self.x_floor}")
         if not self.shift >= 1.0:
             raise ValueError(f"shift: expected >= 1, got {self.shift}")
         if not self.logit_std > 0:
@@ -60,6 +81,21 @@ class FlowMatching:
         """The clean estimate ``x0 = x - sigma v`` implied by a velocity prediction."""
         return x - sigma.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype) * v
 
+    def velocity_of(self, output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The velocity implied by the network's ``output`` at ``x`` ``(N, ...)``, ``sigma`` ``(N,)``."""
+        if self.prediction == "v":
+            return output
+        s = sigma.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype).clamp_min(1e-6)
+        return (x - output) / s
+
+    def loss(self, output: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Elementwise squared velocity error ``(N, ...)`` (float32) of the network's ``output`` for
+        clean ``x0``, ``noise`` and ``sigma`` ``(N,)`` (for "x": ``(x0_hat - x0)^2 / max(sigma, x_floor)^2``)."""
+        if self.prediction == "v":
+            return (output.float() - self.velocity(x0, noise).float()).square()
+        s = sigma.reshape(-1, *([1] * (x0.dim() - 1))).float().clamp_min(self.x_floor)
+        return ((output.float() - x0.float()) / s).square()
+
     def scheduler(self):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -69,7 +105,7 @@ class FlowMatching:
                steps: int, seed: int | None = None, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu", on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Integrate from noise to an image: ``denoise(x, sigma)`` maps ``x`` (shape) and ``sigma``
-        ``(N,)`` to the velocity. The initial noise is drawn on the CPU (from ``generator``, or a
+        ``(N,)`` to the network's output (the velocity, or the clean image for "x"). The initial noise is drawn on the CPU (from ``generator``, or a
         generator seeded with ``seed``), so a seed gives the same start on any device; the sample is
         float32. ``on_step(i, steps)`` reports progress."""
         if steps < 1:
@@ -82,7 +118,7 @@ class FlowMatching:
         n = shape[0]
         for i, t in enumerate(sched.timesteps):
             sigma = (t / 1000.0).expand(n).to(torch.float32)
-            v = denoise(x, sigma).float()
+            v = self.velocity_of(denoise(x, sigma).float(), x, sigma)
             x = sched.step(v, t, x, return_dict=False)[0]
             if on_step is not None:
                 on_step(i + 1, steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stdgen.models.diffusion.checks import check_unet_fields
+from stdgen.models.diffusion.flow import PREDICTIONS
 from stdgen.models.modeling import ModelConfig
 
 #: Azimuths (degrees) of the six generated views, in the dataset's tile order.
@@ -34,7 +35,8 @@ class MultiViewDiffusionConfig(ModelConfig):
     of its token grid (``context_tokens ** 2`` tokens of width ``context_dim``); ``views``: number
     of views (:data:`VIEW_AZIMUTHS`); ``shift``: flow-matching time shift at ``resolution`` (>= 1,
     more weight on high noise; scaled with the side, see :meth:`~.MultiViewDiffusion.flow`);
-    ``default_steps`` / ``default_guidance``: sampling defaults.
+    ``default_steps`` / ``default_guidance``: sampling defaults; ``prediction``: what the network
+    outputs, the velocity ("v") or the clean image ("x"; see :mod:`stdgen.models.diffusion.flow`).
     """
 
     resolution: int = 128
@@ -53,6 +55,7 @@ class MultiViewDiffusionConfig(ModelConfig):
     shift: float = 2.0
     default_steps: int = 10
     default_guidance: float = 1.0
+    prediction: str = "v"
 
     def __post_init__(self) -> None:
         # JSON gives lists: keep the tuple fields tuples (hashable, comparable with the presets).
@@ -68,6 +71,8 @@ class MultiViewDiffusionConfig(ModelConfig):
             raise ValueError(f"views: the dataset has {len(VIEW_AZIMUTHS)} generation views, got {self.views}")
         if not self.shift >= 1:
             raise ValueError(f"shift: expected >= 1, got {self.shift}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
         if not self.default_guidance >= 1:
             raise ValueError(f"default_guidance: expected >= 1 (1 = no guidance), got {self.default_guidance}")
         if self.image_attention_tokens < 0:
@@ -86,7 +91,7 @@ def paper_config() -> MultiViewDiffusionConfig:
 def small_config() -> MultiViewDiffusionConfig:
     """The size trained and bundled here: 14.1 M parameters; 81 GFLOP per forward of the 12 images at
     128 px, 319 at 256 px (see the README)."""
-    return MultiViewDiffusionConfig(resolution=256, shift=3.0)
+    return MultiViewDiffusionConfig(resolution=256, shift=3.0, prediction="x")
 
 
 def tiny_config() -> MultiViewDiffusionConfig:

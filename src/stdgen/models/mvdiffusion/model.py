@@ -142,7 +142,8 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         square root of the pixel count), because at more pixels the same noise level hides less of
         the image. Training and sampling at one side use the same shift; the network takes the
         noise level itself as its time, so it is shared by all sides."""
-        return FlowMatching(shift=max(1.0, self.config.shift * side / self.config.resolution))
+        return FlowMatching(shift=max(1.0, self.config.shift * side / self.config.resolution),
+                            prediction=self.config.prediction)
 
     def forward(self, sample: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor,
                 keep_cond: torch.Tensor | None = None) -> MultiViewDiffusionOutput:

@@ -197,7 +197,7 @@ class CanonTask(Task):
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout
         out = model(flow.noisy(x0, noise, sigma), sigma, ref, keep)
-        err = (out.sample.float() - flow.velocity(x0, noise).float()).square()  # (B, 4, H, W)
+        err = flow.loss(out.sample, x0, noise, sigma)  # (B, 4, H, W)
         pose = out.pose.float()
         return {"rgb": p.rgb_weight * err[:, :3].mean(), "alpha": p.alpha_weight * err[:, 3].mean(),
                 "check": p.check_weight * F.binary_cross_entropy_with_logits(pose[:, 0], batch["is_apose"]),

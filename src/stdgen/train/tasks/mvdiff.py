@@ -250,8 +250,8 @@ class MultiViewTask(Task):
         noise = torch.randn_like(x0)
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout
-        v = model(flow.noisy(x0, noise, sigma), sigma, cond, keep).sample
-        err = (v.float() - flow.velocity(x0, noise).float()).square()  # (B, 2, V, 4, H, W)
+        out = model(flow.noisy(x0, noise, sigma), sigma, cond, keep).sample
+        err = flow.loss(out, x0, noise, sigma)  # (B, 2, V, 4, H, W)
         return {"rgb": p.rgb_weight * err[:, 0, :, :3].mean(),
                 "alpha": p.alpha_weight * err[:, :, :, 3].mean(),
                 "normal": p.normal_weight * err[:, 1, :, :3].mean()}
