@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 #: What a denoiser outputs: the velocity ``eps - x0`` ("v") or the clean image ``x0`` ("x").
 PREDICTIONS: tuple[str, ...] = ("v", "x")
 
@@ -105,9 +104,10 @@ class FlowMatching:
                steps: int, seed: int | None = None, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu", on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Integrate from noise to an image: ``denoise(x, sigma)`` maps ``x`` (shape) and ``sigma``
-        ``(N,)`` to the network's output (the velocity, or the clean image for "x"). The initial noise is drawn on the CPU (from ``generator``, or a
-        generator seeded with ``seed``), so a seed gives the same start on any device; the sample is
-        float32. ``on_step(i, steps)`` reports progress."""
+        ``(N,)`` to the network's output (the velocity, or the clean image for "x"). The initial
+        noise is drawn on the CPU (from ``generator``, or a generator seeded with ``seed``), so a
+        seed gives the same start on any device; the sample is float32. ``on_step(i, steps)``
+        reports progress."""
         if steps < 1:
             raise ValueError(f"steps: expected >= 1, got {steps}")
         if generator is None:
