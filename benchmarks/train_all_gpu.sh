@@ -24,8 +24,13 @@ if [ ! -d /tmp/site ] && ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 
-# CPU workers per task: the machine has 16 cores for every task's character stream.
-workers_of() { case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; canon) echo 3 ;; segment) echo 2 ;; baseline) echo 3 ;; *) echo 2 ;; esac; }
+# CPU workers per task (the machine has 16 cores for every task's character stream; override one with e.g.
+# CANON_WORKERS=8).
+workers_of() {
+  local var=${1^^}_WORKERS
+  if [ -n "${!var}" ]; then echo "${!var}"; return; fi
+  case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; canon) echo 3 ;; segment) echo 2 ;; baseline) echo 3 ;; *) echo 2 ;; esac
+}
 workers_key() { [ "$1" = slrm ] && echo workers || echo stream_workers; }
 
 report() {

@@ -461,7 +461,8 @@ def test_d12_wrong_json_shapes(capsys, ds, tmp_path):
 
 # -- D13 interrupting --workers ------------------------------------------------------------------------
 def _start_workers(tmp_path) -> subprocess.Popen:
-    proc = stdgen_process("data", "render", "--count", 6, "--workers", 2, "--resolution", 32, "--no-face",
+    # Enough characters that the run cannot finish before the interrupt, even on an idle machine.
+    proc = stdgen_process("data", "render", "--count", 60, "--workers", 2, "--resolution", 32, "--no-face",
                           "--no-top-bottom", "--random-views", 0, "--posed-views", 0, "--device", "cpu",
                           "-o", "w", "--quiet", cwd=tmp_path)
     # The parent, the resource tracker and two workers.

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import shutil
 
@@ -77,6 +78,21 @@ def test_swapping_clothes_and_hair_drops_their_iou(truth_dir, tmp_path):
     assert m["hair/fscore@0.01"] < 0.2 and m["body/fscore@0.01"] > 0.9
 
 
+def test_fit_scale_undoes_a_uniform_scale_and_move(truth_dir, tmp_path):
+    """A prediction made at the wrong size (as from a picture, which carries no size) scores badly
+    as it is and like the truth once fitted to the truth's height, feet and centre."""
+    parts = standin_parts(1)
+    moved = {p: m.replace(vertices=m.vertices * 1.3 + np.array([0.05, -0.2, 0.03], np.float32))
+             for p, m in parts.items()}
+    write_prediction(tmp_path / "a", moved)
+    plain = pr.evaluate_character(tmp_path / "a", truth_dir / "a", FAST).metrics
+    fitted = pr.evaluate_character(tmp_path / "a", truth_dir / "a", dataclasses.replace(FAST, fit_scale=True)).metrics
+    assert plain["mask_iou"] < 0.8 and plain["fscore@0.01"] < 0.5
+    assert fitted["mask_iou"] > 0.99 and fitted["fscore@0.01"] > 0.99 and fitted["ssim"] > 0.99
+    scale, offset = pr.height_fit(np.array([[0, 1, 0], [2, 3, 4]], float), np.array([[-1, 0, -1], [1, 1, 1]], float))
+    assert scale == 0.5 and np.allclose(offset, [-0.5, -0.5, -1])
+
+
 def test_horizontal_shift_is_fixed_by_mask_registration(truth_dir, tmp_path):
     half = read_meta(truth_dir / "a")["framing"]["half_size"]
     pixel = 2 * half / RES
@@ -124,6 +140,20 @@ def test_view_metrics_api_on_a_batch():
     assert (plain["ssim"] < 0.9).all() and (plain["shift"] == 0).all()
     means = pr.nanmean_metrics(res)
     assert means["ssim"] == pytest.approx(1) and math.isnan(means["iou_hair"])
+
+
+def test_view_metrics_ignore_the_callers_autocast():
+    """Trainers validate inside bf16 autocast; SSIM computed there came out negative."""
+    g = torch.Generator().manual_seed(1)
+    mask = torch.zeros(4, 64, 64)
+    mask[:, 10:54, 20:44] = 1
+    true = 1 - mask[..., None] * torch.rand(4, 64, 64, 3, generator=g) * 0.3
+    pred = (true + 0.02 * torch.randn(4, 64, 64, 3, generator=g)).clamp(0, 1)
+    plain = pr.view_metrics(pred, true, mask, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = pr.view_metrics(pred, true, mask, mask)
+    torch.testing.assert_close(inside["ssim"], plain["ssim"])
+    torch.testing.assert_close(inside["psnr"], plain["psnr"])
 
 
 def test_generated_views_are_scored_against_the_generation_views(truth_dir, pred_root):

@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", choices=("render", "stored"), default="render",
                    help="render: the truth's views are rendered from its character.glb exactly as the prediction's "
                    "(default; truth against itself scores 1); stored: the dataset folder's stored renders")
+    p.add_argument("--fit-scale", action="store_true",
+                   help="first scale and move each prediction to the truth's height, lowest point and horizontal "
+                   "centre (for characters made from one picture, which carries no absolute size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
@@ -71,7 +74,8 @@ def _run(args: argparse.Namespace) -> int:
                            inputs=[args.pred, args.gt, args.images, args.masks]).resolve()
     device = str(resolve_device(args.device))
     kw = {"device": device, "backend": args.backend, "register": not args.no_register,
-          "geometry": not args.no_geometry, "volume": not args.no_volume, "truth": args.truth}
+          "geometry": not args.no_geometry, "volume": not args.no_volume, "truth": args.truth,
+          "fit_scale": args.fit_scale}
     if args.points is not None:
         kw["points"] = args.points
     if args.max_shift is not None:

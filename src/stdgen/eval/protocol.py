@@ -100,6 +100,10 @@ class EvalConfig(ConfigMixin):
     #: ``"render"``: the truth's views are rendered from its ``character.glb`` through the same path as
     #: the prediction's (truth against itself scores exactly 1); ``"stored"``: the folder's stored renders.
     truth: str = "render"
+    #: Scale and move the prediction so that its bounding box has the truth's height, lowest point
+    #: and horizontal centre before anything is compared (a picture carries no absolute size: a
+    #: pipeline from one picture must assume one; the paper's protocol compares normalised renders).
+    fit_scale: bool = False
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(float(t) for t in self.thresholds)
@@ -115,6 +119,7 @@ class EvalConfig(ConfigMixin):
         check_range(self, "margin", 1, 10)
         check_range(self, "seed", 0, None, integer=True)
         check_choice(self, "truth", ("render", "stored"))
+        check_choice(self, "fit_scale", (True, False))
 
 
 @dataclass
@@ -171,6 +176,16 @@ def view_metrics(pred_rgb: torch.Tensor, true_rgb: torch.Tensor, pred_mask: torc
         ``iou_body`` / ``iou_clothes`` / ``iou_hair`` (NaN where a part is absent from both); with
         ``lpips``, ``lpips``. Average with :func:`nanmean_metrics`.
     """
+    # Always in float32, whatever the caller's autocast: SSIM's variances cancel catastrophically in
+    # bf16 (a trainer's validation inside autocast once reported SSIM -0.33).
+    with torch.autocast(true_rgb.device.type, enabled=False):
+        return _view_metrics(pred_rgb.float(), true_rgb.float(), pred_mask, true_mask, pred_normal=pred_normal,
+                             true_normal=true_normal, pred_labels=pred_labels, true_labels=true_labels,
+                             register=register, max_shift=max_shift, background=background, lpips=lpips)
+
+
+def _view_metrics(pred_rgb, true_rgb, pred_mask, true_mask, *, pred_normal, true_normal, pred_labels, true_labels,
+                  register, max_shift, background, lpips) -> dict[str, torch.Tensor]:
     lead = tuple(true_rgb.shape[:-3])
     h, w = true_rgb.shape[-3:-1]
     flat = lambda x, tail: None if x is None else x.reshape(-1, h, w, *tail)
@@ -394,7 +409,15 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
         true = _true_viewset(renders, eval_idx, config.background)
     true.front = _front_of(renders, eval_idx)
     pred_parts = load_parts(pred_dir / CHARACTER_FILE)
-    pred = render_parts(load_character(pred_dir / CHARACTER_FILE), cams, renders.resolution,
+    pred_character = load_character(pred_dir / CHARACTER_FILE)
+    true_parts = None
+    if config.fit_scale:
+        true_parts = load_parts(true_dir / CHARACTER_FILE)
+        scale, offset = height_fit(_parts_bounds(pred_parts), _parts_bounds(true_parts))
+        pred_character = pred_character.scaled(scale, offset)
+        pred_parts = {p: m.replace(vertices=(m.vertices * scale + offset).astype(np.float32))
+                      for p, m in pred_parts.items()}
+    pred = render_parts(pred_character, cams, renders.resolution,
                         background=config.background, device=config.device, backend=config.backend)
     metrics, moved, features = compare_views(pred, true, register=config.register, max_shift=config.max_shift,
                                              background=config.background, device=config.device, models=models)
@@ -409,7 +432,7 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
 
     do_3d = config.geometry if geometry is None else geometry
     if do_3d:
-        true_parts = load_parts(true_dir / CHARACTER_FILE)
+        true_parts = true_parts or load_parts(true_dir / CHARACTER_FILE)
         result.metrics.update(character_geometry_metrics(pred_parts, true_parts, count=config.points,
                                                          thresholds=config.thresholds, seed=config.seed))
     if (config.volume if geometry is None else geometry):
@@ -417,6 +440,27 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
             pred_parts[Part.BODY], pred_parts[Part.CLOTHES], resolution=config.hollowness_resolution)
         result.metrics.update(dec.layer_penetration(pred_parts))
     return result
+
+
+def _parts_bounds(parts: Mapping[Part, Mesh]) -> np.ndarray:
+    """(2, 3) bounds of the non-empty parts."""
+    b = [m.bounds() for m in parts.values() if not m.is_empty]
+    return np.stack([np.min([x[0] for x in b], 0), np.max([x[1] for x in b], 0)])
+
+
+def height_fit(pred_bounds: np.ndarray, true_bounds: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(scale, offset (3,))`` mapping ``p -> scale * p + offset`` that gives a prediction with
+    bounds ``pred_bounds`` (2, 3) the truth's height (y extent), lowest point and horizontal (x, z)
+    centre."""
+    ph = float(pred_bounds[1, 1] - pred_bounds[0, 1])
+    th = float(true_bounds[1, 1] - true_bounds[0, 1])
+    if not ph > 0:
+        raise InputError("fit_scale: the prediction has no height")
+    scale = th / ph
+    pc, tc = pred_bounds.mean(0), true_bounds.mean(0)
+    offset = np.array([tc[0] - scale * pc[0], true_bounds[0, 1] - scale * pred_bounds[0, 1], tc[2] - scale * pc[2]],
+                      np.float32)
+    return scale, offset
 
 
 def _front_of(renders, index: list[int]) -> int:

@@ -186,7 +186,10 @@ def _table1_section(run: EvalRun) -> list[str]:
     reg = (f"aligned to the ground truth by horizontal mask registration (shift ≤ {cfg.max_shift:g} of the width)"
            if cfg.register else "not registered (--no-register)")
     lines += ["",
-              "3D: the predicted character rendered at the ground truth's eight evaluation views (orthographic, "
+              "3D: the predicted character" + (" (first scaled and moved to the truth's height, lowest point and "
+                                                "horizontal centre: `--fit-scale`)" if getattr(cfg, "fit_scale", False)
+                                                else "") +
+              " rendered at the ground truth's eight evaluation views (orthographic, "
               f"elevation 0, 45° steps, unlit colour as the dataset renders it, 8-bit), each {reg}, over a "
               "white background. 2D: the generated views (`mv_rgb.png`) against the ground truth's six "
               "generation views, unregistered. CLIP similarity is between the front ground-truth view and each "
@@ -230,8 +233,10 @@ def _geometry_section(run: EvalRun) -> list[str]:
                     + [fmt_ci(_values(run, pre + "normal_consistency"), 3)])
     lines = ["## Geometry", ""]
     lines += _table(["", "n", "Chamfer ↓", *(f"F-score@{t:g} ↑" for t in ts), "normal consistency ↑"], rows)
-    lines += ["", f"Distances in units of the **true character's height** (both meshes divided by it; the "
-              f"prediction is not moved or rescaled), so F-score@{ts[0]:g} counts surface points within "
+    moved = ("the prediction first scaled and moved to the truth's height, lowest point and horizontal centre: "
+             "`--fit-scale`" if getattr(run.config, "fit_scale", False) else "the prediction is not moved or rescaled")
+    lines += ["", f"Distances in units of the **true character's height** (both meshes divided by it; "
+              f"{moved}), so F-score@{ts[0]:g} counts surface points within "
               f"{ts[0] * 100:g} % of the height. Chamfer = mean of the two directed mean nearest-neighbour "
               f"distances between {run.config.points} area-uniform surface samples per character (a part's "
               "samples are those that fell on it). A part missing on one side scores F = 0 and no Chamfer.", ""]

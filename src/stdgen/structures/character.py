@@ -220,6 +220,21 @@ class Character:
         """The same character shown in another pose (meshes shared, not copied)."""
         return Character(self.body, list(self.clothes), list(self.hair), self.skeleton, pose, dict(self.meta))
 
+    def scaled(self, scale: float, offset) -> Character:
+        """The same character (and pose) uniformly scaled by ``scale`` about the origin, then moved by
+        ``offset`` (3,): every rest mesh, the skeleton's joints and the pose's root translation (so
+        the posed character is the posed original mapped by ``p -> scale * p + offset``)."""
+        scale = float(scale)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale: expected a finite number > 0, got {scale}")
+        off = np.asarray(offset, np.float32).reshape(3)
+        move = lambda m: m.replace(vertices=(m.vertices * scale + off).astype(np.float32))
+        skel = None if self.skeleton is None else Skeleton(self.skeleton.names, self.skeleton.parents,
+                                                           self.skeleton.joints * scale + off)
+        pose = None if self.pose is None else Pose(self.pose.rotations, self.pose.translation * scale)
+        return Character(move(self.body), [move(m) for m in self.clothes], [move(m) for m in self.hair], skel, pose,
+                         dict(self.meta))
+
     def posed_joints(self) -> np.ndarray:
         """(J, 3) joint positions in the current pose."""
         if self.skeleton is None:
