@@ -1,6 +1,7 @@
 """Texturing: pull-push fill, and baked textures re-rendered in the input views match the inputs."""
 
 import numpy as np
+import pytest
 import torch
 
 from stdgen.refine.texture import TextureConfig, pull_push_fill, texture_part
@@ -74,3 +75,28 @@ def test_vertex_colour_fallback(standin, standin_views):
     # The stand-in's colours are vertex colours of this very mesh, so the fallback can reproduce them
     # closely (measured 42.1 dB); vertex colours of a coarser mesh would blur the stripes.
     assert value > PSNR_EXACT_GEOMETRY, value
+
+
+def test_view_weights_let_one_view_dominate():
+    """A point seen by two views of different colours at the same angle takes their mean; a view
+    weight of 9 on the second moves it to 90 % of that view's colour (``stdgen generate`` weights the
+    user's picture this way)."""
+    from stdgen.refine.texture import back_project
+    from stdgen.render.camera import orthographic_cameras
+
+    cams = orthographic_cameras([-45.0, 0.0], 0.0, center=(0.0, 0.0, 0.0), half_size=1.0)
+    images = torch.zeros(2, 32, 32, 4)
+    images[0, ..., 0] = 1  # red
+    images[1, ..., 2] = 1  # blue
+    images[..., 3] = 1
+    point = torch.tensor([[0.0, 0.0, 0.0]])
+    n = torch.nn.functional.normalize(-cams.forward.float().sum(0, keepdim=True), dim=-1)  # halfway between
+    # A tiny triangle far behind the point as the scene: nothing occludes it.
+    sv = torch.tensor([[0.9, 0.9, -0.9], [0.95, 0.9, -0.9], [0.9, 0.95, -0.9]]) - 2 * n
+    sf = torch.tensor([[0, 1, 2]])
+    col, w = back_project(point, n, images, cams, sv, sf, depth_tolerance=0.01)
+    assert torch.allclose(col, torch.tensor([[0.5, 0.0, 0.5]]), atol=1e-4) and w.item() > 0
+    col, _ = back_project(point, n, images, cams, sv, sf, depth_tolerance=0.01, view_weights=torch.tensor([1.0, 9.0]))
+    assert torch.allclose(col, torch.tensor([[0.1, 0.0, 0.9]]), atol=1e-4)
+    with pytest.raises(ValueError, match="view_weights"):
+        TextureConfig(view_weights=(1.0, -1.0))

@@ -79,6 +79,13 @@ class PipelineConfig(ConfigMixin):
     refine_fine_steps: int = 0
     #: Side of each part's texture.
     texture_size: int = 512
+    #: Weight of the front view (the canonical picture itself) in the texture bake, against 1 for
+    #: each generated view (both times ``cos^2`` of the viewing angle): where the picture sees a
+    #: surface its colours win, so the front render shows the picture rather than a blend with the
+    #: blurrier generated views. Measured on 10 test characters (README, "Fidelity"): 1 / 8 / 50 give
+    #: front masked SSIM 0.383 / 0.445 / 0.462 against the picture and eight-view SSIM 0.853 / 0.855 /
+    #: 0.856 against the truth.
+    front_texture_weight: float = 50.0
     #: Side of each picture in ``preview.png`` and of the turntable frames.
     preview_size: int = 256
     #: Frames of the turntable (a full turn).
@@ -95,6 +102,7 @@ class PipelineConfig(ConfigMixin):
         self.refine_steps = tuple(self.refine_steps)
         check_range(self, "refine_fine_steps", 0, 10000, integer=True)
         check_range(self, "texture_size", 16, 8192, integer=True)
+        check_range(self, "front_texture_weight", 0, 1000)
         check_range(self, "preview_size", 16, 2048, integer=True)
         check_range(self, "turntable_frames", 1, 360, integer=True)
 
@@ -502,6 +510,7 @@ class StdGENPipeline:
             stage.fine_resolution = None if self.config.refine_fine_steps == 0 else 2 * side
             stage.fine_steps = self.config.refine_fine_steps
         cfg.texture.size = self.config.texture_size
+        cfg.texture.view_weights = tuple(self.config.front_texture_weight if i == FRONT else 1.0 for i in range(6))
         # A helper process for the UV atlas costs more than it saves on a 2-core CPU, and keeps runs alike.
         cfg.texture.atlas_in_background = self.device.type == "cuda"
         cfg.validate()

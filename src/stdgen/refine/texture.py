@@ -51,8 +51,15 @@ class TextureConfig(ConfigMixin):
     atlas_charts_hint: int = 256
     #: ``stdgen refine``: chart each part in a helper process while the next part is refined.
     atlas_in_background: bool = True
+    #: One extra weight per view, multiplying its ``cos ** power`` (None: all 1). ``stdgen generate``
+    #: weights the front view, which is the user's own picture, above the generated ones.
+    view_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.view_weights is not None:
+            self.view_weights = tuple(float(w) for w in self.view_weights)
+            if not self.view_weights or not all(w >= 0 and np.isfinite(w) for w in self.view_weights):
+                raise ValueError(f"TextureConfig.view_weights: expected finite weights >= 0, got {self.view_weights}")
         check_range(self, "size", 16, 8192, integer=True)
         check_range(self, "padding", 0, 256, integer=True)
         check_range(self, "power", 0, None)
@@ -80,12 +87,14 @@ def texel_surface(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor
 
 def back_project(points: torch.Tensor, normals: torch.Tensor, images: torch.Tensor, cameras: Cameras,
                  scene_vertices: torch.Tensor, scene_faces: torch.Tensor, *, power: float = 2.0,
-                 depth_tolerance: float, min_alpha: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+                 depth_tolerance: float, min_alpha: float = 0.5,
+                 view_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean colour of ``points`` (P, 3) with ``normals`` (P, 3) over the views.
 
     ``images`` (V, H, W, 4) straight-alpha RGBA in [0, 1]; the scene (``scene_vertices`` (N, 3),
-    ``scene_faces`` (F, 3)) gives each view's depth buffer for the visibility test. Returns
-    ``(colour (P, 3), weight (P,))`` (weight 0: no view saw the point).
+    ``scene_faces`` (F, 3)) gives each view's depth buffer for the visibility test;
+    ``view_weights`` (V,) optional extra weights per view. Returns ``(colour (P, 3), weight (P,))``
+    (weight 0: no view saw the point).
     """
     v, h, w, _ = images.shape
     with torch.no_grad():
@@ -106,6 +115,8 @@ def back_project(points: torch.Tensor, normals: torch.Tensor, images: torch.Tens
         inside = (grid[..., 0, 0].abs() < 1) & (grid[..., 0, 1].abs() < 1)
         seen = inside & (pdepth <= buf + depth_tolerance) & (alpha >= min_alpha) & (cos > 0)
         wgt = seen.float() * cos.clamp(min=0).pow(power)
+        if view_weights is not None:
+            wgt = wgt * view_weights.to(wgt)[:, None]
         total = wgt.sum(0)
         out = (wgt[..., None] * colour).sum(0) / total.clamp(min=1e-12)[:, None]
     return out.clamp(0, 1), total
@@ -160,9 +171,14 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
     sv = torch.as_tensor(np.asarray(scene_vertices), dtype=torch.float32, device=dev)
     sf = torch.as_tensor(np.asarray(scene_faces), dtype=torch.long, device=dev)
     cams = cameras.to(dev)
+    vw = None
+    if cfg.view_weights is not None:
+        if len(cfg.view_weights) != images.shape[0]:
+            raise ValueError(f"TextureConfig.view_weights: {len(cfg.view_weights)} weights for {images.shape[0]} views")
+        vw = torch.tensor(cfg.view_weights, dtype=torch.float32, device=dev)
     if cfg.mode == "vertex":
         col, wgt = back_project(v, shade.vertex_normals(v, f), images, cams, sv, sf, power=cfg.power,
-                                depth_tolerance=tol, min_alpha=cfg.min_alpha)
+                                depth_tolerance=tol, min_alpha=cfg.min_alpha, view_weights=vw)
         colors = _fill_vertex_colors(mesh, col.cpu().numpy(), wgt.cpu().numpy())
         return mesh.replace(colors=colors, uvs=None, uv_faces=None, texture=None)
     if cfg.mode != "texture":
@@ -177,7 +193,7 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
     point, normal, covered = texel_surface(v, f, uv_t, uf_t, cfg.size)
     sel = torch.nonzero(covered.reshape(-1)).squeeze(1)
     col, wgt = back_project(point.reshape(-1, 3)[sel], normal.reshape(-1, 3)[sel], images, cams, sv, sf,
-                            power=cfg.power, depth_tolerance=tol, min_alpha=cfg.min_alpha)
+                            power=cfg.power, depth_tolerance=tol, min_alpha=cfg.min_alpha, view_weights=vw)
     size = cfg.size
     color = np.zeros((size * size, 3), np.float32)
     weight = np.zeros(size * size, np.float32)
