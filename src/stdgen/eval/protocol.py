@@ -413,7 +413,7 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
     true_parts = None
     if config.fit_scale:
         true_parts = load_parts(true_dir / CHARACTER_FILE)
-        scale, offset = height_fit(_parts_bounds(pred_parts), _parts_bounds(true_parts))
+        scale, offset = height_fit(pred_character.bounds(), Character.from_parts(true_parts).bounds())
         pred_character = pred_character.scaled(scale, offset)
         pred_parts = {p: m.replace(vertices=(m.vertices * scale + offset).astype(np.float32))
                       for p, m in pred_parts.items()}
@@ -432,7 +432,8 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
 
     do_3d = config.geometry if geometry is None else geometry
     if do_3d:
-        true_parts = true_parts or load_parts(true_dir / CHARACTER_FILE)
+        if true_parts is None:
+            true_parts = load_parts(true_dir / CHARACTER_FILE)
         result.metrics.update(character_geometry_metrics(pred_parts, true_parts, count=config.points,
                                                          thresholds=config.thresholds, seed=config.seed))
     if (config.volume if geometry is None else geometry):
@@ -440,12 +441,6 @@ def evaluate_character(pred_dir: str | Path, true_dir: str | Path, config: EvalC
             pred_parts[Part.BODY], pred_parts[Part.CLOTHES], resolution=config.hollowness_resolution)
         result.metrics.update(dec.layer_penetration(pred_parts))
     return result
-
-
-def _parts_bounds(parts: Mapping[Part, Mesh]) -> np.ndarray:
-    """(2, 3) bounds of the non-empty parts."""
-    b = [m.bounds() for m in parts.values() if not m.is_empty]
-    return np.stack([np.min([x[0] for x in b], 0), np.max([x[1] for x in b], 0)])
 
 
 def height_fit(pred_bounds: np.ndarray, true_bounds: np.ndarray) -> tuple[float, np.ndarray]:

@@ -185,13 +185,12 @@ def _table1_section(run: EvalRun) -> list[str]:
     lines += _table(["", "SSIM ↑", "LPIPS ↓", "FID ↓", "CLIP ↑"], rows)
     reg = (f"aligned to the ground truth by horizontal mask registration (shift ≤ {cfg.max_shift:g} of the width)"
            if cfg.register else "not registered (--no-register)")
+    fitted = (" (first scaled and moved to the truth's height, lowest point and horizontal centre: `--fit-scale`)"
+              if cfg.fit_scale else "")
     lines += ["",
-              "3D: the predicted character" + (" (first scaled and moved to the truth's height, lowest point and "
-                                                "horizontal centre: `--fit-scale`)" if getattr(cfg, "fit_scale", False)
-                                                else "") +
-              " rendered at the ground truth's eight evaluation views (orthographic, "
-              f"elevation 0, 45° steps, unlit colour as the dataset renders it, 8-bit), each {reg}, over a "
-              "white background. 2D: the generated views (`mv_rgb.png`) against the ground truth's six "
+              f"3D: the predicted character{fitted} rendered at the ground truth's eight evaluation views "
+              f"(orthographic, elevation 0, 45° steps, unlit colour as the dataset renders it, 8-bit), each {reg}, "
+              "over a white background. 2D: the generated views (`mv_rgb.png`) against the ground truth's six "
               "generation views, unregistered. CLIP similarity is between the front ground-truth view and each "
               "predicted view. FID is computed over all views of all characters at once (a set-level number, so "
               "no interval); the paper's FID values are on a scale we cannot reproduce (their feature "
@@ -234,7 +233,7 @@ def _geometry_section(run: EvalRun) -> list[str]:
     lines = ["## Geometry", ""]
     lines += _table(["", "n", "Chamfer ↓", *(f"F-score@{t:g} ↑" for t in ts), "normal consistency ↑"], rows)
     moved = ("the prediction first scaled and moved to the truth's height, lowest point and horizontal centre: "
-             "`--fit-scale`" if getattr(run.config, "fit_scale", False) else "the prediction is not moved or rescaled")
+             "`--fit-scale`" if run.config.fit_scale else "the prediction is not moved or rescaled")
     lines += ["", f"Distances in units of the **true character's height** (both meshes divided by it; "
               f"{moved}), so F-score@{ts[0]:g} counts surface points within "
               f"{ts[0] * 100:g} % of the height. Chamfer = mean of the two directed mean nearest-neighbour "
