@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bundled models' figures on the lent GPU machine, in one call:
-#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon slrm generate; default all)
+#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon slrm quant generate; default
+#   all but quant)
 # WEIGHTS_FROM=/tmp/train-all: use the exports train_all_gpu.sh left there; MV_BASELINE=DIR: score the
 # deterministic baseline (benchmarks/mv_baseline.py's output folder) beside the diffusion model.
 # mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128) and steps
@@ -27,9 +28,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for s in $sections; do
   case $s in
     mv) timeout "${MV_TIMEOUT:-240}" python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
-          --resolution 128 --steps 10,20 --batch 10 --device cuda -o "$out/mv_eval.json" \
+          --resolution 128 --steps "${MV_STEPS:-10,20}" --batch 10 --device cuda -o "$out/mv_eval.json" \
           ${MV_BASELINE:+--baseline "$MV_BASELINE"} 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
-    canon) timeout "${CANON_TIMEOUT:-200}" python3 benchmarks/canon_eval.py --characters "$n" --steps 10,20 --device cuda \
+    canon) timeout "${CANON_TIMEOUT:-200}" python3 benchmarks/canon_eval.py --characters "$n" --steps "${CANON_STEPS:-10,20}" ${CANON_GUIDANCE:+--guidance $CANON_GUIDANCE} --device cuda \
           -o "$out/canon_eval.json" --grid "$out/canon_eval.png" 2>&1 | grep -v -i warn | tail -n 6 ;;
     slrm)  # S-LRM reconstruction time per character on the GPU (true six views of test characters)
       timeout "${SLRM_TIMEOUT:-200}" bash -c "python3 -m stdgen data render --split test --count 10 --resolution 256 \
@@ -45,6 +46,18 @@ for k, r in rows.items():
     print(k, {s: round(v, 3) for s, v in (r.get("seconds") or {}).items()})
 PY
       ;;
+    quant)  # issue 13's int8 vs fp16 figure: one training checkpoint ($QUANT_RUN) exported both ways, the same
+      # test characters (the slrm section's /tmp/slrm-test) reconstructed and scored with each
+      run=${QUANT_RUN:-/tmp/train-all/slrm}
+      timeout "${QUANT_TIMEOUT:-300}" bash -c "set -e
+        for d in fp16 int8; do
+          python3 -m stdgen train export $run -o /tmp/quant-\$d/slrm --dtype \$d > /dev/null 2>&1
+          python3 -m stdgen reconstruct /tmp/slrm-test -o /tmp/quant-pred-\$d --weights /tmp/quant-\$d --device cuda \
+            --overwrite > /dev/null 2>&1
+          python3 -m stdgen eval /tmp/quant-pred-\$d /tmp/slrm-test -o /tmp/quant-eval-\$d --overwrite 2>&1 | tail -n 3
+        done"
+      python3 benchmarks/quant_diff.py /tmp/quant-fp16/slrm /tmp/quant-int8/slrm /tmp/slrm-test \
+        --evals /tmp/quant-eval-fp16 /tmp/quant-eval-int8 -o "$out/quant.json" 2>&1 | grep -v -i warn | tail -n 20 ;;
     generate)
       ls examples/*.png >/dev/null 2>&1 || { echo "no examples/"; continue; }
       pics=(examples/*.png); [ -d out/ood ] && pics+=(out/ood/*)

@@ -10,7 +10,9 @@
 # there is resumed. Tasks: slrm mvdiff canon segment, and baseline (the multi-view deterministic U-Net of
 # benchmarks/mv_baseline.py, left on the machine as baseline/baseline.pt for gpu_eval.sh's mv section).
 # Per-task trainer arguments: SLRM_ARGS, MVDIFF_ARGS, CANON_ARGS, SEGMENT_ARGS, BASELINE_ARGS (e.g.
-# "--init src/stdgen/weights/slrm --set stage1_step=0"); per-task minutes: SEGMENT_MINUTES etc.
+# "--init src/stdgen/weights/slrm --set stage1_step=0"); per-task minutes: SEGMENT_MINUTES etc. A task name
+# that is not a trainer task runs the trainer task named by <NAME>_TASK in its own folder (an A/B arm, e.g.
+# TASKS="slrm slrm3d" SLRM3D_TASK=slrm SLRM3D_ARGS="--set points3d=4096").
 # Brings back (in $OUT): progress.tar (logs, run.json, latest sample grids) and, on finish, one
 # <task>.tar per task with its export (config.json + model.safetensors in DTYPE, default int8).
 set -o pipefail
@@ -31,7 +33,8 @@ workers_of() {
   if [ -n "${!var}" ]; then echo "${!var}"; return; fi
   case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; canon) echo 3 ;; segment) echo 2 ;; baseline) echo 3 ;; *) echo 2 ;; esac
 }
-workers_key() { [ "$1" = slrm ] && echo workers || echo stream_workers; }
+task_of() { local var=${1^^}_TASK; echo "${!var:-$1}"; }
+workers_key() { [ "$(task_of "$1")" = slrm ] && echo workers || echo stream_workers; }
 
 report() {
   for t in $tasks; do
@@ -62,9 +65,9 @@ case $cmd in
         cmdline="python3 benchmarks/mv_baseline.py -o $run --minutes $m --device cuda --workers $(workers_of "$t") $extra"
         pattern="mv_baseline.py -o $run"
       else
-        cmdline="python3 -m stdgen train $t --preset small -o $run --minutes $m ${resume[*]} --quiet \
+        cmdline="python3 -m stdgen train $(task_of "$t") --preset small -o $run --minutes $m ${resume[*]} --quiet \
           --set $(workers_key "$t")=$(workers_of "$t") $extra"
-        pattern="stdgen train $t "
+        pattern="stdgen train $(task_of "$t") --preset small -o $run "
       fi
       setsid bash -c "$cmdline > $run/train.log 2>&1; echo \"exit \$?\" > $run/state" < /dev/null > /dev/null 2>&1 &
       sleep 1

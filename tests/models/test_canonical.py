@@ -191,6 +191,55 @@ def test_straight_rgba_and_dataset_framing():
     torch.testing.assert_close(f[:3, 32, 32], torch.full((3,), 0.3), atol=1e-3, rtol=0)
 
 
+def test_frame_reference_matches_dataset_framing():
+    # The batched re-framing of model-space pictures agrees with frame_like_dataset (one picture at a
+    # time, [0, 1] straight RGBA) to within a pixel's bilinear difference.
+    m = _model(concat_reference=True)
+    img = torch.zeros(4, 32, 32)
+    img[:3] = 1.0
+    img[3, 6:20, 10:16] = 1.0
+    img[:3, 6:20, 10:16] = torch.tensor([0.2, 0.4, 0.8])[:, None, None]
+    empty = torch.cat([torch.ones(3, 32, 32), torch.zeros(1, 32, 32)])
+    batch = torch.stack([img, empty]) * 2 - 1
+    out = (m.frame_reference(batch) + 1) / 2
+    want = frame_like_dataset(img, 32)
+    a, b = out[0, 3] > 0.5, want[3] > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.85
+    assert abs(int(a.any(1).sum()) - FIGURE_HEIGHT * 32) <= 1.5
+    torch.testing.assert_close(out[0, :3, 16, 16], torch.tensor([0.2, 0.4, 0.8]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[1], (batch[1] + 1) / 2)  # nothing to frame: unchanged
+
+
+def test_concat_reference_uses_the_pixels_and_widens_old_weights():
+    old = _model(seed=3)
+    new = Canonicalizer(dataclasses.replace(tiny_config(), concat_reference=True))
+    assert new.denoiser.conv_in.weight.shape[1] == 2 * old.denoiser.conv_in.weight.shape[1]
+    state = new.widen_input_state(dict(old.state_dict()))
+    new.load_state_dict(state, strict=True)
+    x, s, ref = _rand(2, 4, 16, 16), torch.rand(2), _rand(2, 4, 16, 16, seed=1)
+    # Zero weights on the new channels: the widened model computes what the old one did.
+    torch.testing.assert_close(new(x, s, ref).sample, old(x, s, ref).sample, rtol=1e-5, atol=1e-5)
+    # Once they are non-zero, the re-framed reference pixels reach the output.
+    with torch.no_grad():
+        new.denoiser.conv_in.weight[:, 16:].normal_(0, 0.3)
+    ctx = new.encode_reference(ref)
+    assert ctx.pixels is not None and ctx.pixels.shape == ref.shape
+    a = new.denoise(x, s, ctx)
+    ctx.pixels = ctx.pixels + 1
+    assert (new.denoise(x, s, ctx) - a).abs().mean() > 1e-3
+    # Through the trainer's --init path too (load_weights with the task's adapt_init).
+    from stdgen.models.modeling import load_weights
+    from stdgen.train.tasks.canon import CanonTask, tiny
+
+    task = CanonTask(dataclasses.replace(tiny(), model=new.config))
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        old.save_pretrained(d)
+        fresh = task.build_model()
+        load_weights(fresh, d, adapt=lambda st: task.adapt_init(fresh, st))
+    torch.testing.assert_close(fresh.denoiser.conv_in.weight[:, :16], old.denoiser.conv_in.weight)
+
+
 # ------------------------------------------------------------------------------------------ task
 def _fake_stream_batch(b: int = 2, res: int = 16, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
@@ -255,6 +304,23 @@ def test_preset_validation():
         dataclasses.replace(p, resolution=10)
     with pytest.raises(ValueError, match="apose_fraction"):
         dataclasses.replace(p, apose_fraction=1.5)
+    with pytest.raises(ValueError, match="batch_repeats"):
+        dataclasses.replace(p, batch_repeats=0)
+
+
+def test_batch_repeats_reuse_each_streamed_batch(monkeypatch):
+    # Each streamed batch gives batch_repeats training batches (same target, fresh augmentation draw).
+    import stdgen.data.stream as stream
+    from stdgen.train.tasks.canon import CanonTask, tiny
+
+    raws = [_fake_stream_batch(seed=k) for k in range(3)]
+    monkeypatch.setattr(stream, "RenderStream", lambda cfg: iter(raws))
+    task = CanonTask(dataclasses.replace(tiny(), batch_repeats=2))
+    it = task.batches(rank=0, world_size=1, device="cpu", seed=0)
+    got = [next(it) for _ in range(4)]
+    torch.testing.assert_close(got[0]["target"], got[1]["target"])
+    torch.testing.assert_close(got[2]["target"], got[3]["target"])
+    assert not torch.equal(got[1]["target"], got[2]["target"])
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ import json
 import logging
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -364,9 +364,11 @@ def load_weights_into(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
     model.load_state_dict(dict(state), strict=True)
 
 
-def load_weights(model: nn.Module, directory: str | Path) -> None:
+def load_weights(model: nn.Module, directory: str | Path,
+                 adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None) -> None:
     """Load a weights folder's tensors into an existing model (strict; the folder's config is read but only
-    compared: a different config is logged, mismatched keys or shapes are an error)."""
+    compared: a different config is logged, mismatched keys or shapes are an error). ``adapt`` maps the
+    stored tensors first (an explicit, tested conversion, e.g. widening an input layer)."""
     directory = Path(directory)
     data = read_config(directory)
     config = getattr(model, "config", None)
@@ -376,4 +378,6 @@ def load_weights(model: nn.Module, directory: str | Path) -> None:
             diff = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
             logger.warning("%s: config differs from the model's in %s", directory, diff)
     state, _ = load_state_dict_file(directory / WEIGHTS_NAME)
+    if adapt is not None:
+        state = adapt(dict(state))
     load_weights_into(model, state, str(directory))

@@ -76,6 +76,11 @@ class Task:
     def stage(self, step: int) -> int:
         return 0
 
+    def adapt_init(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The ``--init`` weights as this run's model takes them (default: unchanged; a task whose
+        model grew, e.g. more input channels, maps older weights onto it here)."""
+        return state
+
     def on_stage_change(self, model: nn.Module, stage: int) -> None:
         return None
 

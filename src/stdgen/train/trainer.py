@@ -329,7 +329,7 @@ class Trainer:
             except RuntimeError as exc:
                 raise StdgenError(f"{self.ckpt_path}: model weights do not match: {exc}") from None
         elif self.init is not None:
-            load_weights(self.model, self.init)
+            load_weights(self.model, self.init, adapt=lambda st: self.task.adapt_init(self.model, st))
         if cfg.ema_decay > 0:
             self.ema = EMA(self.model, cfg.ema_decay)
             if ckpt is not None and ckpt.get("ema") is not None:

@@ -27,7 +27,11 @@ class CanonicalizerConfig(ModelConfig):
     check's input side and stride-2 widths; ``check_threshold``: the probability above which
     :meth:`~.Canonicalizer.is_a_pose` says yes; ``shift``: flow-matching time shift at
     ``resolution`` (>= 1); ``default_steps`` / ``default_guidance``: sampling defaults; ``prediction``: what the network
-    outputs, the velocity ("v") or the clean image ("x"; see :mod:`stdgen.models.diffusion.flow`).
+    outputs, the velocity ("v") or the clean image ("x"; see :mod:`stdgen.models.diffusion.flow`);
+    ``concat_reference``: also give the denoiser the reference's pixels, re-framed as the dataset frames
+    an A-pose front (figure height 91 %, centred), as four more input channels (Zero123's image
+    concatenation beside the ReferenceNet: the posed figure's torso, legs and head then lie near where
+    the A-pose output draws them, so colours are a local copy instead of an attention lookup).
     """
 
     resolution: int = 128
@@ -48,6 +52,7 @@ class CanonicalizerConfig(ModelConfig):
     default_steps: int = 20
     default_guidance: float = 1.0
     prediction: str = "v"
+    concat_reference: bool = False
 
     def __post_init__(self) -> None:
         # JSON gives lists: keep the tuple fields tuples (hashable, comparable with the presets).
@@ -88,7 +93,7 @@ def small_config() -> CanonicalizerConfig:
     """The size to train and bundle here: 128 px, 10.7 M parameters (denoiser + ReferenceNet +
     encoder + check; ~21 MB in fp16, ~11 MB in int8); ~0.3 s per denoising step on the 2-core CPU."""
     return CanonicalizerConfig(channels=(32, 64, 96, 128), encoder_channels=(16, 32, 64, 128), temb_dim=128,
-                               context_dim=128, prediction="x")
+                               context_dim=128, prediction="x", concat_reference=True)
 
 
 def tiny_config() -> CanonicalizerConfig:

@@ -42,12 +42,15 @@ class ReferenceContext:
     """What the transformer blocks share during one pass: ``mode`` ``"write"`` (the ReferenceNet
     stores each block's normalised tokens in ``bank``) or ``"read"`` (the denoiser's block with the
     same index attends to them too); ``tokens`` ``(N, S, context_dim)`` cross-attention context;
-    ``last``: the index of the ReferenceNet's last block, which only stores (nothing reads its output)."""
+    ``last``: the index of the ReferenceNet's last block, which only stores (nothing reads its output);
+    ``pixels``: ``(N, 4, H, W)`` the re-framed reference the denoiser takes as extra input channels
+    (``concat_reference`` models), else None."""
 
     mode: str
     tokens: torch.Tensor
     bank: dict[int, torch.Tensor] = field(default_factory=dict)
     last: int = -1
+    pixels: torch.Tensor | None = None
 
 
 class ReferenceBlock(nn.Module):
@@ -148,8 +151,8 @@ class Canonicalizer(ModelMixin, nn.Module):
             return make
 
         self.time = TimeEmbedding(c.temb_dim)
-        self.denoiser = UNetBackbone(4 * p2, 4 * p2, c.channels, c.layers_per_block, c.attention_levels,
-                                     c.temb_dim, c.norm_groups, blocks())
+        self.denoiser = UNetBackbone(self.denoiser_in_channels(c), 4 * p2, c.channels, c.layers_per_block,
+                                     c.attention_levels, c.temb_dim, c.norm_groups, blocks())
         self.reference_net = UNetBackbone(4 * p2, 4 * p2, c.channels, c.layers_per_block, c.attention_levels,
                                           c.temb_dim, c.norm_groups, blocks())
         # The ReferenceNet only feeds the denoiser's attention: it stops after its last block, so the
@@ -169,6 +172,53 @@ class Canonicalizer(ModelMixin, nn.Module):
         self.register_buffer("null_reference", torch.tensor(NULL_REFERENCE).reshape(1, 4, 1, 1), persistent=False)
 
     # --------------------------------------------------------------------------------- the parts
+    @staticmethod
+    def denoiser_in_channels(config: CanonicalizerConfig) -> int:
+        """Channels of the denoiser's first convolution: the folded noisy picture, plus the folded
+        re-framed reference with ``concat_reference``."""
+        return 4 * config.patch_size ** 2 * (2 if config.concat_reference else 1)
+
+    def widen_input_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights of a model without ``concat_reference`` -> this model's (with it): the denoiser's
+        first convolution gets zero weights for the reference channels, so the widened model computes
+        exactly what the old one did until training moves them. Other states pass unchanged."""
+        key = "denoiser.conv_in.weight"
+        want = self.denoiser.conv_in.weight.shape[1]
+        w = state.get(key)
+        if w is not None and w.shape[1] < want:
+            state[key] = torch.cat([w, w.new_zeros(w.shape[0], want - w.shape[1], *w.shape[2:])], dim=1)
+        return state
+
+    def frame_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """``(B, 4, H, W)`` pictures in model space -> the same re-framed as the dataset frames an A-pose
+        front: each figure's bounding box (alpha > 0, i.e. > 0.5 in [0, 1]) centred and scaled so its
+        longer side is :data:`FIGURE_HEIGHT` of the picture; empty pictures come back unchanged. One
+        batched ``grid_sample`` (bilinear; outside the picture: the empty picture)."""
+        b, _, h, w = reference.shape
+        dt = reference.dtype
+        inside = reference[:, 3].float() > 0
+        rows, cols = inside.any(2), inside.any(1)  # (B, H), (B, W)
+        has = rows.any(1)
+        ar_h = torch.arange(h, device=reference.device, dtype=torch.float32)
+        ar_w = torch.arange(w, device=reference.device, dtype=torch.float32)
+        big = float(max(h, w))
+        top = torch.where(rows, ar_h, big).amin(1)
+        bottom = torch.where(rows, ar_h, -1.0).amax(1) + 1
+        left = torch.where(cols, ar_w, big).amin(1)
+        right = torch.where(cols, ar_w, -1.0).amax(1) + 1
+        # Normalised coordinates (align_corners=False: pixel edges at -1 and 1).
+        cx, cy = (left + right) / w - 1, (top + bottom) / h - 1
+        extent = torch.maximum((bottom - top) * 2 / h, (right - left) * 2 / w)
+        k = torch.where(has, extent / (2 * FIGURE_HEIGHT), torch.ones_like(extent))
+        cx, cy = torch.where(has, cx, torch.zeros_like(cx)), torch.where(has, cy, torch.zeros_like(cy))
+        theta = torch.zeros(b, 2, 3, device=reference.device, dtype=torch.float32)
+        theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = k, k, cx, cy
+        grid = F.affine_grid(theta, [b, 4, h, w], align_corners=False)
+        null = self.null_reference.to(torch.float32)
+        out = F.grid_sample(reference.float() - null, grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False) + null
+        return out.to(dt)
+
     def flow(self, side: int) -> FlowMatching:
         """The objective / sampler at ``side`` px: time shift ``shift * side / resolution`` (at least
         1), as in the multi-view model."""
@@ -198,6 +248,8 @@ class Canonicalizer(ModelMixin, nn.Module):
             tokens = tokens * k[:, None, None] + self.null_tokens.to(tokens.dtype) * (1 - k[:, None, None])
             glob = glob * k[:, None] + self.null_global.to(glob.dtype) * (1 - k[:, None])
         ctx = ReferenceContext("write", tokens, last=self._ref_last.index)
+        if c.concat_reference:
+            ctx.pixels = self.frame_reference(reference)
         temb = (self.reference_temb.to(glob.dtype) + glob)
         self.reference_net(self._fold(reference), temb, ctx, stop_after_attention=self._ref_last)
         ctx.mode = "read"
@@ -207,6 +259,12 @@ class Canonicalizer(ModelMixin, nn.Module):
     def denoise(self, sample: torch.Tensor, sigma: torch.Tensor, ctx: ReferenceContext) -> torch.Tensor:
         """``sample`` ``(B, 4, H, W)`` noisy image, ``sigma`` ``(B,)`` -> ``(B, 4, H, W)`` velocity."""
         temb = self.time(sigma) + ctx.bank[-1]
+        if ctx.pixels is not None:
+            pix = ctx.pixels
+            if pix.shape[-2:] != sample.shape[-2:]:
+                pix = F.interpolate(pix.float(), size=sample.shape[-2:], mode="bilinear", antialias=True,
+                                    align_corners=False).to(pix.dtype)
+            sample = torch.cat([sample, pix.to(sample.dtype)], dim=1)
         out = self.denoiser(self._fold(sample), temb, ctx)
         p = self.config.patch_size
         return F.pixel_shuffle(out, p) if p > 1 else out

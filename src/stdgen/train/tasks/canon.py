@@ -45,7 +45,10 @@ class CanonPreset(Preset):
     :func:`style_augment`; ``rgb_weight`` / ``alpha_weight`` / ``check_weight`` / ``arm_weight``:
     loss weights; ``val_characters`` / ``val_steps`` / ``val_guidance``: validation size and
     sampling (validation inputs: half posed, half A-posed, fixed cameras per seed);
-    ``image_samples``: samples in the TensorBoard grids.
+    ``image_samples``: samples in the TensorBoard grids; ``batch_repeats``: optimiser steps per
+    streamed batch, each with its own noise, noise level, reference dropout and style augmentation
+    (the stream, not the GPU, bounds this task when it shares the machine: 20 pictures/s over 3
+    workers in sessions b and c).
     """
 
     resolution: int = 128
@@ -64,6 +67,7 @@ class CanonPreset(Preset):
     val_steps: int = 20
     val_guidance: float | None = None
     image_samples: int = 4
+    batch_repeats: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +81,7 @@ class CanonPreset(Preset):
         for name in ("rgb_weight", "alpha_weight", "check_weight", "arm_weight"):
             check_range(self, name, 0.0)
         check_range(self, "val_steps", 1, integer=True)
+        check_range(self, "batch_repeats", 1, integer=True)
 
 
 def tiny() -> CanonPreset:
@@ -139,6 +144,11 @@ class CanonTask(Task):
     def build_model(self) -> Canonicalizer:
         return Canonicalizer(self.preset.model)
 
+    def adapt_init(self, model, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights of a model without ``concat_reference`` start a run of one with it (zero weights
+        on the new input channels: :meth:`Canonicalizer.widen_input_state`)."""
+        return unwrap(model).widen_input_state(state)
+
     # ----------------------------------------------------------------------------------- data
     def stream_config(self, *, split: str = "train", rank: int = 0, world_size: int = 1, device="cpu",
                       seed: int = 0, count: int | None = None, batch_size: int | None = None, start: int = 0):
@@ -171,7 +181,8 @@ class CanonTask(Task):
             it = iter(RenderStream(cfg))
             try:
                 for raw in it:
-                    yield self.make_batch(raw, gen)
+                    for _ in range(self.preset.batch_repeats):
+                        yield self.make_batch(raw, gen)
             finally:
                 close = getattr(it, "close", None)
                 if close is not None:

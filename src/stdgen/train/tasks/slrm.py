@@ -17,6 +17,12 @@ alpha, MSE), ``sem`` (cross-entropy of the rendered class distribution on the tr
 engine's exact depth maps make it free, and it settles the geometry faster). The paper's weights
 are the defaults (1, 2, 1, 1).
 
+Optional exact 3D supervision (``points3d`` > 0 labelled points per character from the stream,
+off by default; not in the paper): ``occ3d``, the binary cross-entropy of the occupancy
+``sigmoid(-sdf / beta)`` against "inside some part", and from stage 1 on ``sem3d``, the class
+cross-entropy of the field's logits at the inside points (innermost part: the body under the
+clothes is supervised where no render sees it). The points join the one forward call.
+
 Batches: :class:`stdgen.data.stream.RenderStream` renders the eight evaluation views (which hold
 the six generation views: the inputs) and ``random_views`` perspective views of every layer set;
 training seeds only, sharded over ranks. Inputs are degraded as generated views will be (blur,
@@ -40,7 +46,7 @@ from stdgen.models.slrm.model import SLRM, SLRMConfig
 from stdgen.models.slrm.render import composite_layers, ray_points, render_layers, sample_depths
 from stdgen.structures.semantics import LAYER_SETS
 from stdgen.train.config import Preset, TrainConfig
-from stdgen.train.task import Task
+from stdgen.train.task import Task, unwrap
 
 __all__ = ["SLRMPreset", "SLRMTask", "paper", "small", "tiny"]
 
@@ -55,7 +61,9 @@ class SLRMLossWeights:
     ``depth`` and ``eikonal`` (VolSDF's weight) are ours). ``mse_fg`` is the colour MSE over the
     true foreground only: our renders are ~80 % white background, which dilutes the paper's
     whole-image MSE five-fold, and run 2 (2 339 steps) still predicted every garment as the mean
-    grey; LPIPS, which the paper leans on for colour and texture, is not available here."""
+    grey; LPIPS, which the paper leans on for colour and texture, is not available here.
+    ``occ3d`` / ``sem3d`` weigh the 3D occupancy and class terms; they act only with
+    ``SLRMPreset.points3d`` > 0."""
 
     mse: float = 1.0
     mse_fg: float = 2.0
@@ -64,6 +72,8 @@ class SLRMLossWeights:
     sem: float = 1.0
     depth: float = 0.5
     eikonal: float = 0.1
+    occ3d: float = 1.0
+    sem3d: float = 1.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -87,6 +97,9 @@ class SLRMPreset(Preset):
         num_uniform, num_guided, guide_spread: samples per ray (see
             :func:`stdgen.models.slrm.render.sample_depths`).
         eikonal_points: samples per character where the SDF's gradient is pushed to unit length.
+        points3d: labelled 3D points per character (half near the surfaces, half uniform in the
+            box; :func:`stdgen.data.stream.sample_points3d`) for the ``occ3d`` / ``sem3d`` terms;
+            0 (the default) turns 3D supervision off.
         stage1_step, stage2_step: first step of stages 1 and 2.
         lora_rank: LoRA rank from stage 1 on (the paper: 128); base_lr_scale: learning-rate factor
             of the base weights from stage 1 on (0: frozen, as in the paper).
@@ -108,6 +121,7 @@ class SLRMPreset(Preset):
     num_guided: int = 16
     guide_spread: float = 0.03
     eikonal_points: int = 4096
+    points3d: int = 0
     stage1_step: int = 6000
     stage2_step: int = 8000
     lora_rank: int = 32
@@ -128,6 +142,7 @@ class SLRMPreset(Preset):
             "ray_stride": self.ray_stride >= 1 and self.resolution % self.ray_stride == 0,
             "num_uniform": self.num_uniform >= 2, "num_guided": self.num_guided >= 0,
             "guide_spread": self.guide_spread > 0, "eikonal_points": self.eikonal_points >= 0,
+            "points3d": self.points3d >= 0,
             "stage1_step": self.stage1_step >= 0,
             "stage2_step": self.stage2_step >= self.stage1_step, "lora_rank": self.lora_rank >= 1,
             "base_lr_scale": self.base_lr_scale >= 0, "degrade": 0 <= self.degrade <= 1,
@@ -275,7 +290,7 @@ class SLRMTask(Task):
 
     def stream_config(self, *, rank: int, world_size: int, device, seed: int, split: str = "train", start: int = 0,
                       count: int | None = None, workers: int | None = None, pool_size: int | None = None,
-                      batch_size: int | None = None):
+                      batch_size: int | None = None, points3d: int | None = None):
         from stdgen.data.stream import StreamConfig
 
         p = self.preset
@@ -284,7 +299,8 @@ class SLRMTask(Task):
                             views="eval", random_views=p.random_views, maps=maps, split=split, start=start, count=count,
                             workers=p.workers if workers is None else workers,
                             pool_size=p.pool_size if pool_size is None else pool_size, background="white",
-                            device=str(device), rank=rank, world_size=world_size, seed=seed)
+                            device=str(device), rank=rank, world_size=world_size, seed=seed,
+                            points3d=p.points3d if points3d is None else points3d)
 
     def batches(self, *, rank: int, world_size: int, device, seed: int, start: int = 0) -> Iterator[dict]:
         """Endless stream batches of this rank's share. A resumed run (``start`` steps done) starts
@@ -370,14 +386,22 @@ class SLRMTask(Task):
             fd = 1.0 / p.model.triplane_res  # half a texel
             offs = torch.cat([torch.eye(3), -torch.eye(3)]).to(pts) * fd  # (6, 3)
             pts = torch.cat([pts, (base[:, :, None] + offs).reshape(b, -1, 3)], 1)
+        n_3d = batch["points"].shape[1] if p.points3d and (lw.occ3d or lw.sem3d) else 0
+        if n_3d:
+            # The labelled points in the normalised frame (world = center + half_size * normalised).
+            p3 = (batch["points"] - batch["center"][:, None]) / batch["half_size"][:, None, None]
+            pts = torch.cat([pts, p3.to(pts.dtype)], 1)
         field = model(images, w2c, proj, points=pts).field
         n_ray = t.shape[1] * t.shape[2]
         rendered = composite_layers(_slice_field(field, 0, n_ray), t, sets, semantics=stage >= 1)
         out: dict[str, torch.Tensor] = {}
         if n_eik:
-            f = field.sdf[:, n_ray:].float().reshape(b, n_eik, 6)
+            f = field.sdf[:, n_ray:n_ray + 6 * n_eik].float().reshape(b, n_eik, 6)
             grad = (f[..., :3] - f[..., 3:]) / (2 * fd)
             out["eikonal"] = lw.eikonal * ((grad.norm(dim=-1) - 1) ** 2).mean()
+        if n_3d:
+            out.update(self._losses3d(model, _slice_field(field, pts.shape[1] - n_3d, pts.shape[1]),
+                                      batch["point_labels"], stage))
         for name in sets:
             li = layer_names.index(name)
             r = rendered[name]
@@ -405,6 +429,30 @@ class SLRMTask(Task):
                 nll = -torch.log(probs.gather(-1, lab[..., None])[..., 0].clamp_min(1e-6))
                 out["sem" + suffix] = lw.sem * (nll * fgf).sum() / denom
         del dev
+        return out
+
+    def _losses3d(self, model: SLRM, field, labels: torch.Tensor, stage: int) -> dict[str, torch.Tensor]:
+        """``occ3d`` (all stages) and ``sem3d`` (stage 1 on) at the labelled points: ``field`` their
+        outputs ``(B, N)``, ``labels`` ``(B, N)`` uint8 (255 outside every part)."""
+        from stdgen.structures.semantics import BACKGROUND_LABEL
+
+        lw = self.preset.loss
+        lab = labels.long()
+        inside = lab != BACKGROUND_LABEL
+        out: dict[str, torch.Tensor] = {}
+        if lw.occ3d:
+            # The occupancy at the field's own VolSDF scale: a solid's opacity is about
+            # Laplace-CDF(-sdf / beta), so sigmoid(-sdf / beta) asks for a surface as sharp as the
+            # renders see, no sharper (beta starts at 0.03 normalised, ~2 cm, and falls as they
+            # sharpen). Detached: the renders, not this term, set beta.
+            beta = unwrap(model).beta.detach().float()
+            out["occ3d"] = lw.occ3d * F.binary_cross_entropy_with_logits(-field.sdf.float() / beta, inside.float())
+        if stage >= 1 and lw.sem3d:
+            logits = field.logits.float()
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.clamp_max(logits.shape[-1] - 1).reshape(-1),
+                                 reduction="none").reshape(lab.shape)
+            fin = inside.float()
+            out["sem3d"] = lw.sem3d * (ce * fin).sum() / fin.sum().clamp_min(1)
         return out
 
     # -- looking and validating --
@@ -457,7 +505,7 @@ class SLRMTask(Task):
         if p.val_seeds == 0:
             return {}
         cfg = self.stream_config(rank=0, world_size=1, device=device, seed=0, split="validation", count=p.val_seeds,
-                                 workers=0, pool_size=0, batch_size=p.val_seeds)
+                                 workers=0, pool_size=0, batch_size=p.val_seeds, points3d=0)
         with torch.autocast(torch.device(device).type, enabled=False):  # the renderer runs in float32
             batch = next(iter(RenderStream(cfg)))
         images, w2c, proj = self.inputs(batch, degrade=False)
