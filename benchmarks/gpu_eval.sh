@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bundled models' figures on the lent GPU machine, in one call:
-#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon slrm quant generate; default
-#   all but quant)
+#   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon slrm quant slrm_eval
+#   generate; default mv canon slrm generate)
 # WEIGHTS_FROM=/tmp/train-all: use the exports train_all_gpu.sh left there; MV_BASELINE=DIR: score the
 # deterministic baseline (benchmarks/mv_baseline.py's output folder) beside the diffusion model.
 # mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128) and steps
@@ -46,18 +46,30 @@ for k, r in rows.items():
     print(k, {s: round(v, 3) for s, v in (r.get("seconds") or {}).items()})
 PY
       ;;
-    quant)  # issue 13's int8 vs fp16 figure: one training checkpoint ($QUANT_RUN) exported both ways, the same
-      # test characters (the slrm section's /tmp/slrm-test) reconstructed and scored with each
+    quant)  # issue 13's int8 vs fp16 figure: one training checkpoint ($QUANT_RUN) exported both ways, the field
+      # of each on the same test characters' true views (the slrm or slrm_eval section renders them first)
       run=${QUANT_RUN:-/tmp/train-all/slrm}
-      timeout "${QUANT_TIMEOUT:-300}" bash -c "set -e
-        for d in fp16 int8; do
-          python3 -m stdgen train export $run -o /tmp/quant-\$d/slrm --dtype \$d > /dev/null 2>&1
-          python3 -m stdgen reconstruct /tmp/slrm-test -o /tmp/quant-pred-\$d --weights /tmp/quant-\$d --device cuda \
-            --overwrite > /dev/null 2>&1
-          python3 -m stdgen eval /tmp/quant-pred-\$d /tmp/slrm-test -o /tmp/quant-eval-\$d --overwrite 2>&1 | tail -n 3
-        done"
-      python3 benchmarks/quant_diff.py /tmp/quant-fp16/slrm /tmp/quant-int8/slrm /tmp/slrm-test \
-        --evals /tmp/quant-eval-fp16 /tmp/quant-eval-int8 -o "$out/quant.json" 2>&1 | grep -v -i warn | tail -n 20 ;;
+      data=$( [ -d /tmp/slrm-test50 ] && echo /tmp/slrm-test50 || echo /tmp/slrm-test )
+      for d in fp16 int8; do
+        python3 -m stdgen train export "$run" -o /tmp/quant-$d/slrm --dtype $d 2>&1 | grep -v -i warn | tail -n 1
+      done
+      timeout "${QUANT_TIMEOUT:-120}" python3 benchmarks/quant_diff.py /tmp/quant-fp16/slrm /tmp/quant-int8/slrm "$data" \
+        --characters 10 -o "$out/quant.json" 2>&1 | grep -v -i warn | tail -n 12 ;;
+    slrm_eval)  # issue 13's figures for each S-LRM export in $SLRM_EVAL_RUNS (train_all_gpu.sh task names: an
+      # A/B of two runs): reconstruct the first N test characters from their true views, score with stdgen eval
+      [ -d /tmp/slrm-test50 ] || python3 -m stdgen data render --split test --count "$n" --resolution 256 \
+          --random-views 0 --posed-views 0 --no-face --no-top-bottom -o /tmp/slrm-test50 --device cuda --quiet \
+          --overwrite 2>&1 | grep -v -i warn | tail -n 2
+      for r in ${SLRM_EVAL_RUNS:-slrm}; do
+        w=/tmp/slrm-eval-w-$r; rm -rf "$w"; mkdir -p "$w"
+        cp -r "${WEIGHTS_FROM:-/tmp/train-all}/export-$r" "$w/slrm"
+        timeout "${SLRM_EVAL_TIMEOUT:-200}" python3 -m stdgen reconstruct /tmp/slrm-test50 -o /tmp/slrm-eval-p-$r \
+          --weights "$w" --device cuda --overwrite 2>&1 | grep -v -i warn | tail -n 1
+        timeout "${SLRM_EVAL_TIMEOUT:-200}" python3 -m stdgen eval /tmp/slrm-eval-p-$r /tmp/slrm-test50 \
+          -o "$out/slrm-eval-$r" --overwrite --quiet 2>&1 | grep -v -i warn | tail -n 3
+        rm -f "$out/slrm-eval-$r"/*.png
+        echo "== $r"; head -n 30 "$out/slrm-eval-$r/summary.md"
+      done ;;
     generate)
       ls examples/*.png >/dev/null 2>&1 || { echo "no examples/"; continue; }
       pics=(examples/*.png); [ -d out/ood ] && pics+=(out/ood/*)
@@ -75,4 +87,8 @@ PY
     *) echo "unknown section $s"; exit 2 ;;
   esac
 done
+# PACK=1: everything in one $out/eval.tar (the device brings back at most 8 files).
+if [ -n "$PACK" ]; then
+  (cd "$out" && tar -cf /tmp/eval.tar --exclude=eval.tar . && rm -rf ./* && mv /tmp/eval.tar eval.tar)
+fi
 ls -la "$out"

@@ -204,3 +204,34 @@ def test_paper_config_runs_forward():
         planes = m.encode(x, w2c, proj)
         out = m.query(planes, torch.rand(1, 64, 3) * 2 - 1)
     assert planes.shape == (1, 3, 80, 64, 64) and torch.isfinite(out.sdf).all()
+
+
+def test_rendered_vertex_colors_show_the_surface_not_the_field_at_the_vertex():
+    # A sphere of radius 0.5 whose outer shell (r in 0.47-0.5) is red, blue elsewhere, also in the
+    # empty space outside: vertices 0.002 outside the surface (an extraction error) read blue at the
+    # vertex itself, while the rendering along the normal (what training supervised) shows red.
+    from stdgen.models.slrm.model import FieldOutput
+    from stdgen.models.slrm.reconstruct import ReconstructConfig, rendered_vertex_colors
+
+    class Sphere:
+        def query(self, planes, pts):
+            r = pts.norm(dim=-1)
+            sigma = 400 * torch.sigmoid((0.5 - r) / 0.0003)
+            red = ((r > 0.47) & (r < 0.5006)).float()[..., None]
+            rgb = red * torch.tensor([1.0, 0, 0]) + (1 - red) * torch.tensor([0, 0, 1.0])
+            logits = torch.zeros(*r.shape, 3)
+            logits[..., 0] = 5  # body
+            return FieldOutput(0.5 - r, sigma, rgb, logits)
+
+    n = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    v = n * 0.502
+    cfg = ReconstructConfig(color_samples=32, color_depth=0.03)
+    assert ReconstructConfig().color_samples > 0  # rendered colours are the default
+    col = rendered_vertex_colors(Sphere(), None, v, n, "body", cfg)
+    assert (col[:, 0] > 0.9).all() and (col[:, 2] < 0.1).all()
+    assert (Sphere().query(None, v[None]).rgb[0, :, 2] == 1).all()  # the vertex reading is blue
+    # Clothes-only layer set drops the (body-class) sphere: nothing rendered, the vertex colour stays.
+    col2 = rendered_vertex_colors(Sphere(), None, v, n, "body_clothes", cfg)
+    assert col2.shape == (64, 3)
+    with pytest.raises(ValueError, match="color_samples"):
+        ReconstructConfig(color_samples=-1)

@@ -294,6 +294,19 @@ def test_missing_and_corrupt_weights(weights, tmp_path):
         StdGENPipeline.from_pretrained(corrupt)
 
 
+def test_refinement_weights_the_pictures_silhouette_above_the_generated_views():
+    """The front view's mask is the user's picture: its silhouette term outweighs each generated view's
+    (``front_silhouette_weight``, every stage), as its colours do in the texture bake."""
+    pipe = StdGENPipeline(None, None, None, None, config=PipelineConfig(front_silhouette_weight=12.0))
+    cfg = pipe.refine_config()
+    for stage in (cfg.schedule.body, cfg.schedule.clothes, cfg.schedule.hair):
+        assert stage.mask_view_weights == tuple(12.0 if i == FRONT else 1.0 for i in range(6))
+        assert stage.normal_view_weights is None
+    assert PipelineConfig().front_silhouette_weight > 1
+    with pytest.raises(ValueError, match="PipelineConfig.front_silhouette_weight"):
+        PipelineConfig(front_silhouette_weight=-1.0)
+
+
 def test_config_checks_name_the_field():
     with pytest.raises(ValueError, match=r"PipelineConfig.grid_resolution: expected an integer in \[16, 512\], got 8"):
         PipelineConfig(grid_resolution=8)

@@ -1,17 +1,19 @@
 """Refinement losses (the paper's Eq. 12 and 13) and light regularisers.
 
-    L_r = w_mask * sum_k mean (M_hat_k - M_k)^2
-        + w_normal * sum_k mean M_k (x) ||N_hat_k - N_k||^2
+    L_r = w_mask * sum_k a_k mean (M_hat_k - M_k)^2
+        + w_normal * sum_k b_k mean M_k (x) ||N_hat_k - N_k||^2
         + w_col * L_col
-        + w_part_mask * sum_k mean (P_hat_k - P_k)^2 + w_part_normal * sum_k mean P_k (x) ||N_hat_k - N_k||^2
+        + w_part_mask * sum_k a_k mean (P_hat_k - P_k)^2 + w_part_normal * sum_k b_k mean P_k (x) ||N_hat_k - N_k||^2
         + w_laplacian * L_lap
 
     L_col = (1 / n) sum_i max((v_j - v_i) . n_j, 0)^3        (Eq. 13)
 
 The paper's weights are the defaults: w_mask = 1, w_normal = 1, w_col = 100; for hair, the coarse
 hair mask P adds a mask term of weight 10 and a normal term of weight 1. Sums run over views and
-means over pixels. Normal maps are compared as images, in the encoding ``(n + 1) / 2`` the maps
-are stored in (zero off the mask), as the paper compares rendered to generated normal *maps*.
+means over pixels; ``a_k`` / ``b_k`` are optional per-view weights of the silhouette / normal terms
+(``StageConfig.mask_view_weights`` / ``normal_view_weights``; the paper's plain sum: all 1).
+Normal maps are compared as images, in the encoding ``(n + 1) / 2`` the maps are stored in (zero
+off the mask), as the paper compares rendered to generated normal *maps*.
 
 Eq. 13 is evaluated in the paper's normalised frame: distances are divided by ``scale`` (the
 framing half-size, about half the character's height), so that the cube and the weight 100 mean
@@ -52,19 +54,28 @@ class LossWeights(ConfigMixin):
             check_range(self, name, 0, None)
 
 
-def mask_loss(pred: torch.Tensor, target: torch.Tensor, pixels: int | None = None) -> torch.Tensor:
-    """``sum_k mean (pred_k - target_k)^2`` over ``(V, H, W, 1)`` masks.
+def _per_view(err: torch.Tensor, view_weights: torch.Tensor | None) -> torch.Tensor:
+    """``sum_k w_k sum_pixels err_k`` of a ``(V, ...)`` error (``w`` all 1 when ``view_weights`` is None)."""
+    if view_weights is None:
+        return err.sum()
+    return (err.reshape(err.shape[0], -1).sum(1) * view_weights.to(err)).sum()
+
+
+def mask_loss(pred: torch.Tensor, target: torch.Tensor, pixels: int | None = None,
+              view_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_k w_k mean (pred_k - target_k)^2`` over ``(V, H, W, 1)`` masks.
 
     ``pixels``: the per-view pixel count the mean divides by (default H * W; pass the full frame's
-    when the images are crops, so a crop does not change the loss)."""
-    return (pred - target).square().sum() / (pixels or pred[0, ..., 0].numel())
+    when the images are crops, so a crop does not change the loss). ``view_weights`` (V,): ``w_k``
+    (default: all 1)."""
+    return _per_view((pred - target).square(), view_weights) / (pixels or pred[0, ..., 0].numel())
 
 
 def masked_normal_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                       pixels: int | None = None) -> torch.Tensor:
-    """``sum_k mean weight_k ||pred_k - target_k||^2`` over ``(V, H, W, 3)`` encoded normal maps and a
-    ``(V, H, W, 1)`` weight (the target mask); ``pixels`` as in :func:`mask_loss`."""
-    return (weight * (pred - target).square()).sum() / (pixels or pred[0, ..., 0].numel())
+                       pixels: int | None = None, view_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_k w_k mean weight_k ||pred_k - target_k||^2`` over ``(V, H, W, 3)`` encoded normal maps and
+    a ``(V, H, W, 1)`` weight (the target mask); ``pixels`` and ``view_weights`` as in :func:`mask_loss`."""
+    return _per_view(weight * (pred - target).square(), view_weights) / (pixels or pred[0, ..., 0].numel())
 
 
 def collision_loss(outer: torch.Tensor, inner_vertices, inner_normals, tree: NearestPoints | None = None,

@@ -82,8 +82,22 @@ class StageConfig(ConfigMixin):
     #: Taubin (non-shrinking) smoothing iterations at the very end of the stage (0 = none): the
     #: per-pixel normal loss leaves facet-scale noise that costs normal consistency, not position.
     smooth_iterations: int = 5
+    #: One weight per view (in the targets' view order) of the silhouette terms (mask and part mask):
+    #: view k's squared mask error counts ``w_k`` times (None: all 1, the paper's plain sum). Where the
+    #: views disagree, the heavier view's silhouette wins: ``stdgen generate`` weights the front view,
+    #: the user's own picture, above the five generated ones (:attr:`PipelineConfig.front_silhouette_weight`).
+    mask_view_weights: tuple[float, ...] | None = None
+    #: Likewise for the normal-map terms (normal and part normal); None: all 1.
+    normal_view_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("mask_view_weights", "normal_view_weights"):
+            w = getattr(self, name)
+            if w is not None:
+                w = tuple(float(x) for x in w)
+                if not w or not all(np.isfinite(x) and x >= 0 for x in w):
+                    raise ValueError(f"StageConfig.{name}: expected finite weights >= 0 (one per view), got {w}")
+                setattr(self, name, w)
         check_range(self, "steps", 1, 10000, integer=True)
         check_range(self, "resolution", 16, 8192, integer=True)
         check_range(self, "fine_resolution", 16, 8192, integer=True, optional=True)
@@ -229,11 +243,14 @@ def render_stage(x: torch.Tensor, tri: torch.Tensor, fixed: FixedLayers, cameras
 
 
 def stage_loss(x, tri, edges, edge_len, fixed: FixedLayers, targets: StageTargets, weights: LossWeights,
-               scale: float, topology=None, timings: dict[str, float] | None = None
+               scale: float, topology=None, timings: dict[str, float] | None = None, *,
+               mask_view_weights: torch.Tensor | None = None, normal_view_weights: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, dict[str, float]]:
     """The refinement loss (Eq. 12 + extras) of the part ``x`` over the fixed layers.
 
-    ``timings``, if given, accumulates the collision term's seconds under ``"collision"``."""
+    ``timings``, if given, accumulates the collision term's seconds under ``"collision"``;
+    ``mask_view_weights`` / ``normal_view_weights`` (V,) weigh each view's silhouette / normal terms
+    (None: all 1)."""
     terms = {}
     if fixed.tree is not None and weights.collision:
         t0 = time.perf_counter()
@@ -243,11 +260,12 @@ def stage_loss(x, tri, edges, edge_len, fixed: FixedLayers, targets: StageTarget
     nrm, mask, part = render_stage(x, tri, fixed, targets.cameras, targets.resolution, topology)
     px = targets.frame_pixels
     enc = targets.encoded_normal
-    terms["mask"] = weights.mask * mask_loss(mask, targets.mask, px)
-    terms["normal"] = weights.normal * masked_normal_loss(nrm, enc, targets.mask, px)
+    mw, nw = mask_view_weights, normal_view_weights
+    terms["mask"] = weights.mask * mask_loss(mask, targets.mask, px, mw)
+    terms["normal"] = weights.normal * masked_normal_loss(nrm, enc, targets.mask, px, nw)
     if targets.part_mask is not None and (weights.part_mask or weights.part_normal):
-        terms["part_mask"] = weights.part_mask * mask_loss(part, targets.part_mask, px)
-        terms["part_normal"] = weights.part_normal * masked_normal_loss(nrm, enc, targets.part_mask, px)
+        terms["part_mask"] = weights.part_mask * mask_loss(part, targets.part_mask, px, mw)
+        terms["part_normal"] = weights.part_normal * masked_normal_loss(nrm, enc, targets.part_mask, px, nw)
     if weights.laplacian:
         terms["laplacian"] = weights.laplacian * laplacian_loss(x, edges, edge_len)
     total = sum(terms.values())
@@ -306,6 +324,13 @@ def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets,
         check_fans = check_fans and stats.pinched != 0
     opt = VertexAdam(len(v), dev, cfg.optimizer)
     history: list[dict] = []
+    view_weights = {}
+    for name in ("mask_view_weights", "normal_view_weights"):
+        w = getattr(cfg, name)
+        if w is not None:
+            if len(w) != len(source.cameras):
+                raise ValueError(f"StageConfig.{name}: {len(w)} weights for {len(source.cameras)} views")
+            view_weights[name] = torch.tensor(w, dtype=torch.float32, device=dev)
 
     def upload():
         tri = torch.as_tensor(f, dtype=torch.long, device=dev)
@@ -341,7 +366,8 @@ def refine_stage(vertices: np.ndarray, faces: np.ndarray, targets: StageTargets,
             timings["remesh"] += clock() - t1
         t1 = clock()
         x = x_t.detach().requires_grad_(True)
-        loss, terms = stage_loss(x, tri_t, edges_t, len_t, fixed, phase, cfg.weights, scale, topo, timings)
+        loss, terms = stage_loss(x, tri_t, edges_t, len_t, fixed, phase, cfg.weights, scale, topo, timings,
+                                 **view_weights)
         t2 = clock()
         (grad,) = torch.autograd.grad(loss, x)
         t3 = clock()
