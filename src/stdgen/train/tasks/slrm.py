@@ -9,6 +9,20 @@ Stages (boundaries are preset fields, in steps):
   cross-entropy of the rendered class distribution.
 - **2, multi-layer semantics**: every kept set P = {body}, {body, clothes}, all is rendered with
   Eqs. 6-8 and supervised by the matching layer render (Eq. 9).
+- **3, mesh** (off unless ``stage3_step`` is set; built and tested on the CPU, not trained yet):
+  stage 2's terms stay (``stage3_ray_stride`` may thin their rays) and L3's mesh terms join. The
+  field at the vertices of a ``stage3_grid``^3 grid over the normalised box joins the step's one
+  forward call; for the first ``stage3_characters`` characters of the batch and each kept set P,
+  the semantic-equivalent SDF (Eq. 10, :func:`layer_set_sdfs`: the function and probability
+  scale inference extracts with) goes through FlexiCubes (:func:`stdgen.geometry.flexicubes.flexicubes`,
+  default weights: the S-LRM has no weight head) and the mesh is rasterised at ``stage3_views``
+  random stream views (normalised-frame cameras) by the refinement's differentiable renderer
+  (:func:`stdgen.refine.schedule.render_stage`). :func:`mesh_terms`: ``mesh_normal``
+  (``1 - N_hat . N_gt`` on the true foreground, 0.2), ``mesh_depth`` (``|D_hat - D_gt|`` on the true
+  foreground the mesh covers, normalised units, 0.5), ``mesh_dev`` (FlexiCubes' deviation loss,
+  0.5): the paper's weights; ``mesh_mask`` (coverage MSE, 1) is ours. Their gradients reach the
+  weights through the grid's SDF and class probabilities. The stream adds the normal maps when
+  ``stage3_step`` is set.
 
 Losses per rendered set: ``mse`` (colour), ``ssim`` (1 - SSIM of the rendered ray images, our
 stand-in for LPIPS, whose pre-trained VGG/Alex weights cannot be had here), ``mask`` (opacity vs
@@ -317,8 +331,13 @@ def mesh_terms(sdf: torch.Tensor, grid: Grid, cameras, normal: torch.Tensor, alp
     if surf.is_empty:  # nothing to draw: the terms' values without a mesh, still attached to the graph
         zero = sdf.sum() * 0
         return {"normal": zero + fg.sum() / den, "depth": zero, "mask": zero + alpha.square().mean(), "dev": zero}
+    topology = None
+    if surf.faces.device.type == "cpu":  # numpy sorts the edges much faster than torch on the CPU
+        from stdgen.render.antialias import antialias_topology_numpy
+
+        topology = torch.from_numpy(antialias_topology_numpy(surf.faces.numpy()))
     nrm, cov, _, dep = render_stage(surf.vertices, surf.faces, FixedLayers.build([], sdf.device), cameras,
-                                    tuple(normal.shape[1:3]), depth=True)
+                                    tuple(normal.shape[1:3]), topology, depth=True)
     n_hat = 2 * nrm - cov  # render_stage encodes (n + 1) / 2 times the coverage
     hit = fg * (dep > 0).to(sdf.dtype)
     return {
@@ -382,8 +401,9 @@ class SLRMTask(Task):
         from stdgen.data.stream import StreamConfig
 
         p = self.preset
-        # Stage 3 compares the meshes' normals with the true normal maps: stream them if it comes.
-        normals = p.use_normals or p.stage3_step <= p.train.max_steps
+        # Stage 3 compares the meshes' normals with the true normal maps: stream them once it is set
+        # (not only when it starts before train.max_steps: a run may go on past them with --steps).
+        normals = p.use_normals or p.stage3_step < STAGE3_OFF
         maps = ("rgb", "depth", "sem") + (("normal",) if normals else ())
         return StreamConfig(batch_size=batch_size or max(1, p.batch_size // world_size), resolution=p.resolution,
                             views="eval", random_views=p.random_views, maps=maps, split=split, start=start, count=count,
