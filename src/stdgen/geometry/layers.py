@@ -28,7 +28,7 @@ from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import LAYER_SETS, PARTS, Part
 
 __all__ = ["LayerConfig", "LayerMeshes", "clean_mesh", "decimate", "extract_layers", "extract_surface",
-           "remove_small_components"]
+           "layer_scale", "remove_small_components"]
 
 
 @dataclass
@@ -98,7 +98,7 @@ def extract_layers(sdf, probs, grid: Grid, config: LayerConfig | None = None) ->
     sdf = np.asarray(sdf, np.float32)
     probs = np.asarray(probs, np.float32)
     out = LayerMeshes()
-    scale = config.prob_scale if config.prob_scale is not None else float(min(grid.spacing))
+    scale = layer_scale(grid, config.prob_scale)
     if config.layers:
         for name, kept in LAYER_SETS.items():
             surf = extract_surface(layer_sdf(sdf, probs, kept, scale=scale), grid, config.method)
@@ -111,6 +111,13 @@ def extract_layers(sdf, probs, grid: Grid, config: LayerConfig | None = None) ->
             mesh = decimate(mesh, config.face_budget)
         out.parts[part] = mesh
     return out
+
+
+def layer_scale(grid: Grid, prob_scale: float | None = None) -> float:
+    """The ``scale`` of the probability term of Eqs. 3 and 10 on ``grid``: ``prob_scale``
+    (:attr:`LayerConfig.prob_scale`), or one grid cell when None. Inference (:func:`extract_layers`)
+    and the S-LRM's training stage 3 both take it from here."""
+    return float(prob_scale) if prob_scale is not None else float(min(grid.spacing))
 
 
 def clean_mesh(mesh: Mesh, min_component_fraction: float) -> Mesh:

@@ -219,11 +219,14 @@ class FixedLayers:
 
 
 def render_stage(x: torch.Tensor, tri: torch.Tensor, fixed: FixedLayers, cameras: Cameras,
-                 resolution: tuple[int, int], topology: torch.Tensor | None = None):
+                 resolution: tuple[int, int], topology: torch.Tensor | None = None, *, depth: bool = False):
     """Render the optimised part ``x`` (N, 3) / ``tri`` (F, 3) over the fixed layers.
 
     Returns antialiased ``(normal_map (V, H, W, 3) encoded (n + 1) / 2 and zero off the mask,
-    mask (V, H, W, 1), part coverage (V, H, W, 1))``, differentiable with respect to ``x``.
+    mask (V, H, W, 1), part coverage (V, H, W, 1))``, differentiable with respect to ``x``; with
+    ``depth``, a fourth map: camera-space depth (V, H, W, 1) in the cameras' units, 0 where no
+    triangle covers the pixel centre (not antialiased; :func:`stdgen.render.shade.linear_depth`).
+    The S-LRM's stage 3 renders its FlexiCubes meshes through here (no fixed layers).
     """
     nf = fixed.v_t.shape[0]
     allv = torch.cat([fixed.v_t, x]) if nf else x
@@ -239,6 +242,8 @@ def render_stage(x: torch.Tensor, tri: torch.Tensor, fixed: FixedLayers, cameras
     if topology is None:
         topology = antialias_topology(faces)
     img = antialias(img, rast, clip, faces, topology)
+    if depth:
+        return img[..., :3], img[..., 3:4], img[..., 4:5], shade.linear_depth(allv, faces, rast, cameras)
     return img[..., :3], img[..., 3:4], img[..., 4:5]
 
 

@@ -9,6 +9,20 @@ Stages (boundaries are preset fields, in steps):
   cross-entropy of the rendered class distribution.
 - **2, multi-layer semantics**: every kept set P = {body}, {body, clothes}, all is rendered with
   Eqs. 6-8 and supervised by the matching layer render (Eq. 9).
+- **3, mesh** (off unless ``stage3_step`` is set; built and tested on the CPU, not trained yet):
+  stage 2's terms stay (``stage3_ray_stride`` may thin their rays) and L3's mesh terms join. The
+  field at the vertices of a ``stage3_grid``^3 grid over the normalised box joins the step's one
+  forward call; for the first ``stage3_characters`` characters of the batch and each kept set P,
+  the semantic-equivalent SDF (Eq. 10, :func:`layer_set_sdfs`: the function and probability
+  scale inference extracts with) goes through FlexiCubes (:func:`stdgen.geometry.flexicubes.flexicubes`,
+  default weights: the S-LRM has no weight head) and the mesh is rasterised at ``stage3_views``
+  random stream views (normalised-frame cameras) by the refinement's differentiable renderer
+  (:func:`stdgen.refine.schedule.render_stage`). :func:`mesh_terms`: ``mesh_normal``
+  (``1 - N_hat . N_gt`` on the true foreground, 0.2), ``mesh_depth`` (``|D_hat - D_gt|`` on the true
+  foreground the mesh covers, normalised units, 0.5), ``mesh_dev`` (FlexiCubes' deviation loss,
+  0.5): the paper's weights; ``mesh_mask`` (coverage MSE, 1) is ours. Their gradients reach the
+  weights through the grid's SDF and class probabilities. The stream adds the normal maps when
+  ``stage3_step`` is set.
 
 Losses per rendered set: ``mse`` (colour), ``ssim`` (1 - SSIM of the rendered ray images, our
 stand-in for LPIPS, whose pre-trained VGG/Alex weights cannot be had here), ``mask`` (opacity vs
@@ -41,14 +55,20 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from stdgen.geometry.grid import Grid
+from stdgen.geometry.layers import layer_scale
 from stdgen.geometry.rays import camera_rays, normalizing_transform, pixel_ndc
+from stdgen.geometry.semantic_sdf import layer_sdf
 from stdgen.models.slrm.model import SLRM, SLRMConfig
 from stdgen.models.slrm.render import composite_layers, ray_points, render_layers, sample_depths
 from stdgen.structures.semantics import LAYER_SETS
 from stdgen.train.config import Preset, TrainConfig
 from stdgen.train.task import Task, unwrap
 
-__all__ = ["SLRMPreset", "SLRMTask", "paper", "small", "tiny"]
+__all__ = ["STAGE3_OFF", "SLRMPreset", "SLRMTask", "layer_set_sdfs", "mesh_terms", "paper", "small", "tiny"]
+
+#: The default ``SLRMPreset.stage3_step``: past any run, so stage 3 is off unless set.
+STAGE3_OFF: int = 1_000_000_000
 
 #: Indices of the six generation views (-90, -45, 0, 45, 90, 180) among the eight evaluation views
 #: (0, 45, ..., 315): the stream renders the evaluation views, the model reads these.
@@ -63,7 +83,14 @@ class SLRMLossWeights:
     whole-image MSE five-fold, and run 2 (2 339 steps) still predicted every garment as the mean
     grey; LPIPS, which the paper leans on for colour and texture, is not available here.
     ``occ3d`` / ``sem3d`` weigh the 3D occupancy and class terms; they act only with
-    ``SLRMPreset.points3d`` > 0."""
+    ``SLRMPreset.points3d`` > 0.
+
+    Stage 3's mesh terms (per kept set, on the FlexiCubes mesh rasterised at the stream's views):
+    ``mesh_normal`` (the paper's 0.2: ``1 - N_hat . N_gt`` on the true foreground), ``mesh_depth``
+    (the paper's 0.5: ``|D_hat - D_gt|`` on the true foreground, normalised units), ``mesh_dev``
+    (the paper's 0.5: FlexiCubes' deviation loss) and ``mesh_mask`` (ours, 1 as the NeRF mask
+    term: MSE of the antialiased mesh coverage against the true alpha; the paper's L3 lists no
+    mesh mask term, its silhouettes come from the NeRF mask term of L2 that stage 3 keeps)."""
 
     mse: float = 1.0
     mse_fg: float = 2.0
@@ -74,6 +101,10 @@ class SLRMLossWeights:
     eikonal: float = 0.1
     occ3d: float = 1.0
     sem3d: float = 1.0
+    mesh_normal: float = 0.2
+    mesh_depth: float = 0.5
+    mesh_mask: float = 1.0
+    mesh_dev: float = 0.5
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -101,6 +132,16 @@ class SLRMPreset(Preset):
             box; :func:`stdgen.data.stream.sample_points3d`) for the ``occ3d`` / ``sem3d`` terms;
             0 (the default) turns 3D supervision off.
         stage1_step, stage2_step: first step of stages 1 and 2.
+        stage3_step: first step of stage 3 (mesh; :data:`STAGE3_OFF`, the default, lies past any
+            run: off unless set).
+        stage3_grid: grid vertices per axis of the normalised box ``[-1, 1]^3`` on which stage 3
+            evaluates the field (in the one forward call) and extracts each kept set's mesh.
+        stage3_characters: characters per rank (the first of the local batch) that get mesh terms
+            (0: all); bounds the extraction and rasterisation cost.
+        stage3_views: views rasterised per mesh (drawn at random from the stream's 8 +
+            ``random_views``), at the stream's resolution.
+        stage3_ray_stride: ``ray_stride`` from stage 3 on (0: unchanged), to cut the NeRF terms'
+            rays while the mesh terms run.
         lora_rank: LoRA rank from stage 1 on (the paper: 128); base_lr_scale: learning-rate factor
             of the base weights from stage 1 on (0: frozen, as in the paper).
         use_normals: feed the views' normal maps as three more input channels.
@@ -124,6 +165,11 @@ class SLRMPreset(Preset):
     points3d: int = 0
     stage1_step: int = 6000
     stage2_step: int = 8000
+    stage3_step: int = STAGE3_OFF
+    stage3_grid: int = 64
+    stage3_characters: int = 0
+    stage3_views: int = 4
+    stage3_ray_stride: int = 0
     lora_rank: int = 32
     base_lr_scale: float = 0.0
     use_normals: bool = False
@@ -144,7 +190,13 @@ class SLRMPreset(Preset):
             "guide_spread": self.guide_spread > 0, "eikonal_points": self.eikonal_points >= 0,
             "points3d": self.points3d >= 0,
             "stage1_step": self.stage1_step >= 0,
-            "stage2_step": self.stage2_step >= self.stage1_step, "lora_rank": self.lora_rank >= 1,
+            "stage2_step": self.stage2_step >= self.stage1_step,
+            "stage3_step": self.stage3_step >= self.stage2_step, "stage3_grid": 8 <= self.stage3_grid <= 512,
+            "stage3_characters": self.stage3_characters >= 0,
+            "stage3_views": 1 <= self.stage3_views <= 8 + self.random_views,
+            "stage3_ray_stride": self.stage3_ray_stride == 0 or (
+                self.stage3_ray_stride >= 1 and self.resolution % self.stage3_ray_stride == 0),
+            "lora_rank": self.lora_rank >= 1,
             "base_lr_scale": self.base_lr_scale >= 0, "degrade": 0 <= self.degrade <= 1,
             "workers": self.workers >= 0, "pool_size": self.pool_size >= 0, "val_seeds": self.val_seeds >= 0,
             "use_normals": self.use_normals == (self.model.in_channels == 6),
@@ -154,7 +206,9 @@ class SLRMPreset(Preset):
             k = bad[0]
             rule = {"resolution": "must equal model.image_size", "use_normals": "must match model.in_channels (6)",
                     "target_views": "must lie in [1, 8 + random_views]",
-                    "stage2_step": "must be >= stage1_step"}.get(k, "out of range")
+                    "stage2_step": "must be >= stage1_step", "stage3_step": "must be >= stage2_step",
+                    "stage3_grid": "must lie in [8, 512]", "stage3_views": "must lie in [1, 8 + random_views]",
+                    "stage3_ray_stride": "must be 0 or divide resolution"}.get(k, "out of range")
             raise ValueError(f"SLRMPreset.{k}: {getattr(self, k)!r} is invalid; {rule}")
 
 
@@ -163,8 +217,8 @@ def tiny() -> SLRMPreset:
     return SLRMPreset(model=SLRMConfig.tiny(), train=TrainConfig(lr=1e-3, warmup_steps=1, max_steps=10, ema_decay=0.9,
                                                                  bf16=False),
                       batch_size=1, resolution=32, random_views=1, target_views=2, ray_stride=4, num_uniform=8,
-                      num_guided=2, eikonal_points=16, stage1_step=2, stage2_step=3, lora_rank=2, workers=0,
-                      pool_size=0, val_seeds=1)
+                      num_guided=2, eikonal_points=16, stage1_step=2, stage2_step=3, stage3_grid=32, stage3_views=2,
+                      lora_rank=2, workers=0, pool_size=0, val_seeds=1)
 
 
 def small() -> SLRMPreset:
@@ -241,6 +295,59 @@ def degrade_views(images: torch.Tensor, probability: float, generator: torch.Gen
     return x.reshape(b, v, c, h, w)
 
 
+def layer_set_sdfs(sdf: torch.Tensor, probs: torch.Tensor, grid: Grid, sets) -> dict[str, torch.Tensor]:
+    """The semantic-equivalent SDF (Eq. 10) of each named kept set (keys of
+    :data:`~stdgen.structures.semantics.LAYER_SETS`) from the field's ``sdf`` ``(X, Y, Z)`` and class
+    probabilities ``probs`` ``(X, Y, Z, K)`` on ``grid``: :func:`stdgen.geometry.semantic_sdf.layer_sdf`
+    at the probability scale inference extracts with (:func:`stdgen.geometry.layers.layer_scale`),
+    so training's stage-3 meshes are the meshes ``stdgen reconstruct`` gives. Differentiable."""
+    scale = layer_scale(grid)
+    return {name: layer_sdf(sdf, probs, LAYER_SETS[name], scale=scale) for name in sets}
+
+
+def mesh_terms(sdf: torch.Tensor, grid: Grid, cameras, normal: torch.Tensor, alpha: torch.Tensor,
+               depth: torch.Tensor, unit: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
+    """Unweighted L3 terms of the mesh of one kept set against its true renders.
+
+    The zero set of ``sdf`` ``(X, Y, Z)`` on ``grid`` is extracted with FlexiCubes (default weights:
+    the S-LRM has no weight head) and rasterised at ``cameras`` (V, normalised frame) through
+    :func:`stdgen.refine.schedule.render_stage` (the refinement's differentiable normal / mask
+    renderer) at the targets' resolution. Targets ``(V, H, W, C)``: ``normal`` unit world normals,
+    ``alpha`` coverage, ``depth`` camera-space depth (0 off the character) in world units; ``unit``
+    the world length of one normalised unit (the framing's half size).
+
+    Returns ``normal`` (mean of ``1 - N_hat . N_gt`` over the true foreground, ``N_hat`` the
+    antialiased normal times coverage), ``depth`` (mean ``|D_hat - D_gt| / unit`` over the true
+    foreground the mesh covers: elsewhere it has no depth, and no gradient), ``mask`` (mean squared
+    error of the antialiased coverage against ``alpha``) and ``dev`` (FlexiCubes' deviation loss),
+    all differentiable with respect to ``sdf``.
+    """
+    from stdgen.geometry.flexicubes import flexicubes
+    from stdgen.refine.schedule import FixedLayers, render_stage
+
+    fg = (alpha > 0.5).to(sdf.dtype)
+    den = fg.sum().clamp_min(1)
+    surf = flexicubes(sdf, grid)
+    if surf.is_empty:  # nothing to draw: the terms' values without a mesh, still attached to the graph
+        zero = sdf.sum() * 0
+        return {"normal": zero + fg.sum() / den, "depth": zero, "mask": zero + alpha.square().mean(), "dev": zero}
+    topology = None
+    if surf.faces.device.type == "cpu":  # numpy sorts the edges much faster than torch on the CPU
+        from stdgen.render.antialias import antialias_topology_numpy
+
+        topology = torch.from_numpy(antialias_topology_numpy(surf.faces.numpy()))
+    nrm, cov, _, dep = render_stage(surf.vertices, surf.faces, FixedLayers.build([], sdf.device), cameras,
+                                    tuple(normal.shape[1:3]), topology, depth=True)
+    n_hat = 2 * nrm - cov  # render_stage encodes (n + 1) / 2 times the coverage
+    hit = fg * (dep > 0).to(sdf.dtype)
+    return {
+        "normal": ((1 - (n_hat * normal).sum(-1, keepdim=True)) * fg).sum() / den,
+        "depth": ((dep - depth).abs() * hit).sum() / (hit.sum().clamp_min(1) * unit),
+        "mask": F.mse_loss(cov, alpha),
+        "dev": surf.l_dev,
+    }
+
+
 def _slice_field(field, start: int, stop: int):
     """The field's outputs for points ``start:stop`` (of ``(B, N)``)."""
     from stdgen.models.slrm.model import FieldOutput
@@ -264,7 +371,7 @@ class SLRMTask(Task):
 
     def stage(self, step: int) -> int:
         p = self.preset
-        return 0 if step < p.stage1_step else (1 if step < p.stage2_step else 2)
+        return 0 if step < p.stage1_step else (1 if step < p.stage2_step else (2 if step < p.stage3_step else 3))
 
     def on_stage_change(self, model: SLRM, stage: int) -> None:
         """From stage 1 on the transformer's attention carries LoRA adapters (added in place)."""
@@ -294,7 +401,10 @@ class SLRMTask(Task):
         from stdgen.data.stream import StreamConfig
 
         p = self.preset
-        maps = ("rgb", "depth", "sem") + (("normal",) if p.use_normals else ())
+        # Stage 3 compares the meshes' normals with the true normal maps: stream them once it is set
+        # (not only when it starts before train.max_steps: a run may go on past them with --steps).
+        normals = p.use_normals or p.stage3_step < STAGE3_OFF
+        maps = ("rgb", "depth", "sem") + (("normal",) if normals else ())
         return StreamConfig(batch_size=batch_size or max(1, p.batch_size // world_size), resolution=p.resolution,
                             views="eval", random_views=p.random_views, maps=maps, split=split, start=start, count=count,
                             workers=p.workers if workers is None else workers,
@@ -350,8 +460,9 @@ class SLRMTask(Task):
         images, w2c, proj = self.inputs(batch, generator=gen)
         total_views = batch["rgb"].shape[2]
         pick = torch.randperm(total_views, generator=gen)[: p.target_views].tolist()
-        off = torch.randint(0, p.ray_stride, (2,), generator=gen).tolist()
-        o, d, tpd, rows, cols = self._rays(batch, pick, p.ray_stride, off)
+        stride = p.stage3_ray_stride if stage >= 3 and p.stage3_ray_stride else p.ray_stride
+        off = torch.randint(0, stride, (2,), generator=gen).tolist()
+        o, d, tpd, rows, cols = self._rays(batch, pick, stride, off)
         b, vt, nr = o.shape[0], len(pick), o.shape[2]
         h = wd = rows.numel()
 
@@ -387,10 +498,19 @@ class SLRMTask(Task):
             offs = torch.cat([torch.eye(3), -torch.eye(3)]).to(pts) * fd  # (6, 3)
             pts = torch.cat([pts, (base[:, :, None] + offs).reshape(b, -1, 3)], 1)
         n_3d = batch["points"].shape[1] if p.points3d and (lw.occ3d or lw.sem3d) else 0
+        start_3d = pts.shape[1]
         if n_3d:
             # The labelled points in the normalised frame (world = center + half_size * normalised).
             p3 = (batch["points"] - batch["center"][:, None]) / batch["half_size"][:, None, None]
             pts = torch.cat([pts, p3.to(pts.dtype)], 1)
+        mesh = stage >= 3 and any((lw.mesh_normal, lw.mesh_depth, lw.mesh_mask, lw.mesh_dev))
+        start_grid = pts.shape[1]
+        if mesh:
+            # Stage 3: the field on the extraction grid joins the same forward call (every character
+            # of the batch gets the grid: the points are one (B, N, 3) tensor).
+            grid = Grid.cube(p.stage3_grid)
+            gpts = grid.points(pts.device, pts.dtype).reshape(1, -1, 3)
+            pts = torch.cat([pts, gpts.expand(b, -1, -1)], 1)
         field = model(images, w2c, proj, points=pts).field
         n_ray = t.shape[1] * t.shape[2]
         rendered = composite_layers(_slice_field(field, 0, n_ray), t, sets, semantics=stage >= 1)
@@ -400,8 +520,10 @@ class SLRMTask(Task):
             grad = (f[..., :3] - f[..., 3:]) / (2 * fd)
             out["eikonal"] = lw.eikonal * ((grad.norm(dim=-1) - 1) ** 2).mean()
         if n_3d:
-            out.update(self._losses3d(model, _slice_field(field, pts.shape[1] - n_3d, pts.shape[1]),
+            out.update(self._losses3d(model, _slice_field(field, start_3d, start_3d + n_3d),
                                       batch["point_labels"], stage))
+        if mesh:
+            out.update(self._mesh_losses(_slice_field(field, start_grid, pts.shape[1]), grid, batch, sets, gen))
         for name in sets:
             li = layer_names.index(name)
             r = rendered[name]
@@ -429,6 +551,44 @@ class SLRMTask(Task):
                 nll = -torch.log(probs.gather(-1, lab[..., None])[..., 0].clamp_min(1e-6))
                 out["sem" + suffix] = lw.sem * (nll * fgf).sum() / denom
         del dev
+        return out
+
+    def _mesh_losses(self, field, grid: Grid, batch: dict, sets: list[str], generator: torch.Generator | None
+                     ) -> dict[str, torch.Tensor]:
+        """Stage 3's L3 terms: ``field`` the outputs ``(B, G)`` at the vertices of ``grid``. For the
+        first ``stage3_characters`` characters and each kept set: Eq. 10 on the grid, FlexiCubes,
+        rasterised at ``stage3_views`` random stream views (normalised-frame cameras) and compared
+        with that set's true renders (:func:`mesh_terms`); terms averaged over the characters."""
+        from stdgen.render.camera import Cameras
+
+        p = self.preset
+        lw = p.loss
+        b = field.sdf.shape[0]
+        n = b if p.stage3_characters == 0 else min(b, p.stage3_characters)
+        views = torch.randperm(batch["rgb"].shape[2], generator=generator)[: p.stage3_views].tolist()
+        m = normalizing_transform(batch["center"], batch["half_size"])
+        w2c = batch["world_to_cam"][:, views] @ m[:, None]
+        proj = batch["proj"][:, views]
+        layer_names = list(batch["layers"])
+        weights = {"normal": lw.mesh_normal, "depth": lw.mesh_depth, "mask": lw.mesh_mask, "dev": lw.mesh_dev}
+        out: dict[str, torch.Tensor] = {}
+        # FlexiCubes, the camera transforms and the rasteriser run in float32, never under bf16 autocast.
+        with torch.autocast(field.sdf.device.type, enabled=False):
+            for i in range(n):
+                sdf = field.sdf[i].float().reshape(grid.shape)
+                probs = torch.softmax(field.logits[i].float(), -1).reshape(*grid.shape, -1)
+                cams = Cameras(w2c[i].float(), proj[i].float(), proj[i, :, 3, 3] == 1)
+                for name, f in layer_set_sdfs(sdf, probs, grid, sets).items():
+                    li = layer_names.index(name)
+                    terms = mesh_terms(f, grid, cams, batch["normal"][i, li, views].permute(0, 2, 3, 1).float(),
+                                       batch["alpha"][i, li, views].permute(0, 2, 3, 1).float(),
+                                       batch["depth"][i, li, views].permute(0, 2, 3, 1).float(),
+                                       unit=batch["half_size"][i].float())
+                    suffix = "" if len(sets) == 1 else f"_{name}"
+                    for k, w in weights.items():
+                        if w:
+                            key = f"mesh_{k}{suffix}"
+                            out[key] = out.get(key, 0) + w / n * terms[k]
         return out
 
     def _losses3d(self, model: SLRM, field, labels: torch.Tensor, stage: int) -> dict[str, torch.Tensor]:
