@@ -155,3 +155,42 @@ def test_tiny_training_with_3d_terms():
     assert plain.preset.points3d == 0
     pb = {k: v for k, v in b.items() if k not in ("points", "point_labels")}
     assert not {"occ3d", "sem3d"} & set(plain.losses(model, pb, 3, generator=g))
+
+
+def test_fill_layer_gaps_labels_the_air_under_a_garment():
+    # A body sphere (r 0.10) under a shirt shell (0.115-0.12): the 1.5 cm air gap becomes clothes (the
+    # voxeliser's convention); air outside the shirt, or under a shirt 5.5 cm off the body, stays out.
+    import trimesh
+
+    from stdgen.data.stream import fill_layer_gaps
+
+    def sphere(r, inward=False):
+        m = trimesh.creation.icosphere(subdivisions=4, radius=r)
+        tri = np.asarray(m.vertices)[np.asarray(m.faces)]
+        return tri[:, ::-1] if inward else tri
+
+    shirt = np.concatenate([sphere(0.12), sphere(0.115, inward=True)])
+    dirs = np.random.default_rng(0).normal(size=(200, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    radii = np.repeat([0.05, 0.107, 0.117, 0.13, 0.2], 40)
+    pts = dirs * radii[:, None]
+    lab = np.where(radii < 0.1, int(Part.BODY), np.where((radii > 0.115) & (radii < 0.12), int(Part.CLOTHES),
+                                                            BACKGROUND_LABEL)).astype(np.uint8)
+    out = fill_layer_gaps({Part.BODY: sphere(0.10), Part.CLOTHES: shirt}, pts, lab)
+    assert np.all(out[radii == 0.107] == Part.CLOTHES)
+    assert np.all(out[radii == 0.13] == BACKGROUND_LABEL) and np.all(out[radii == 0.2] == BACKGROUND_LABEL)
+    kept = (radii < 0.1) | (radii == 0.117)
+    assert np.array_equal(out[kept], lab[kept])
+    assert np.all(lab[radii == 0.107] == BACKGROUND_LABEL)  # the input is not changed
+    loose = fill_layer_gaps({Part.BODY: sphere(0.06), Part.CLOTHES: shirt}, dirs * 0.1, np.full(200, 255, np.uint8))
+    assert np.all(loose == BACKGROUND_LABEL)
+    # Through the stream option.
+    cfg = StreamConfig(batch_size=1, resolution=16, count=1, device="cpu", random_light=False, maps=("sem",),
+                       points3d=N, points3d_fill_gaps=True)
+    b = next(iter(RenderStream(cfg, make=standin_a_posed)))
+    ref = next(iter(RenderStream(StreamConfig(batch_size=1, resolution=16, count=1, device="cpu", random_light=False,
+                                              maps=("sem",), points3d=N), make=standin_a_posed)))
+    torch.testing.assert_close(b["points"], ref["points"])
+    changed = b["point_labels"] != ref["point_labels"]
+    assert changed.any() and (ref["point_labels"][changed] == BACKGROUND_LABEL).all()
+    assert set(b["point_labels"][changed].tolist()) <= {int(Part.CLOTHES), int(Part.HAIR)}

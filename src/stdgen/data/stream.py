@@ -66,7 +66,9 @@ class StreamConfig:
     ``point_labels``; see :func:`sample_points3d`), half near the part surfaces (isotropic Gaussian
     offsets of ``points3d_spread`` times the framing's half size: ~4 mm on a 0.8 m half size), half
     uniform in the framing box. They come from the A-pose scene that is rendered (pool variants'
-    augmented arms included), not from the ``posed_input`` scene.
+    augmented arms included), not from the ``posed_input`` scene. ``points3d_fill_gaps``: the air
+    between a garment (or hair) and the layers inside it is labelled as that garment, the
+    voxeliser's convention (:func:`fill_layer_gaps`), instead of outside.
     """
 
     batch_size: int = 8
@@ -101,6 +103,7 @@ class StreamConfig:
     posed_shift: float = 0.08
     points3d: int = 0
     points3d_spread: float = 0.005
+    points3d_fill_gaps: bool = False
 
     def __post_init__(self) -> None:
         if self.views not in ("eval", "gen"):
@@ -126,6 +129,7 @@ class StreamConfig:
         if not 0 <= self.posed_azimuth <= 180 or not 0 <= self.posed_elevation <= 80 or not 0 <= self.posed_shift < 0.5:
             raise ValueError(f"posed_azimuth / posed_elevation / posed_shift: expected in [0, 180] / [0, 80] / "
                              f"[0, 0.5), got {self.posed_azimuth}, {self.posed_elevation}, {self.posed_shift}")
+        self.points3d_fill_gaps = bool(self.points3d_fill_gaps)
         if self.points3d < 0 or not 0 < self.points3d_spread < 0.5:
             raise ValueError(f"points3d / points3d_spread: expected >= 0 / in (0, 0.5), got {self.points3d}, "
                              f"{self.points3d_spread}")
@@ -166,7 +170,7 @@ def random_recolor(rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_points3d(scene: Scene, center, half_size: float, n: int, rng: np.random.Generator,
-                    spread: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+                    spread: float = 0.005, *, fill_gaps: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``n`` labelled points of a scene for 3D supervision: (n, 3) float32 world points and (n,)
     uint8 labels.
 
@@ -180,7 +184,8 @@ def sample_points3d(scene: Scene, center, half_size: float, n: int, rng: np.rand
     the body-only render shows there), 255 outside every part, which includes the air between a
     garment and the skin. Inside tests: the ray winding number
     (:func:`stdgen.geometry.inside.contains`; the procedural garments and hair pieces are closed
-    shells, a few mm thick).
+    shells, a few mm thick). ``fill_gaps``: then :func:`fill_layer_gaps` labels the air between a
+    layer and the layers inside it as that layer.
     """
     import numba
 
@@ -220,7 +225,64 @@ def sample_points3d(scene: Scene, center, half_size: float, n: int, rng: np.rand
                 labels[cand[inside]] = int(part)
     finally:
         numba.set_num_threads(threads)
+    if fill_gaps:
+        labels = fill_layer_gaps(dict(parts), pts, labels)
     return pts, labels
+
+
+def fill_layer_gaps(parts: dict[Part, np.ndarray], points: np.ndarray, labels: np.ndarray,
+                    candidates: int = 8) -> np.ndarray:
+    """The voxeliser's convention for the air under a layer (:func:`stdgen.geometry.voxelize.voxelize_parts`):
+    a point outside every part (label 255) that lies in a thin gap between layer P (clothes, then
+    hair) and the layers inside it (within :data:`~stdgen.geometry.voxelize.DEFAULT_FILL_DISTANCE`
+    of P, the two distances summing to at most :data:`~stdgen.geometry.voxelize.DEFAULT_MAX_GAP`, the
+    nearest points on the two lying on opposite sides of it) is labelled P. ``parts``: triangles
+    ``(F, 3, 3)`` per part (world metres); ``points`` ``(N, 3)``; ``labels`` ``(N,)`` uint8 (a new
+    array is returned). Nearest points: exact on the ``candidates`` triangles with the nearest
+    centroids."""
+    from scipy.spatial import cKDTree
+
+    from stdgen.geometry.voxelize import DEFAULT_FILL_DISTANCE, DEFAULT_MAX_GAP, _closest_points
+
+    labels = labels.copy()
+
+    def nearest(tri: np.ndarray, x: np.ndarray, tree=None) -> tuple[np.ndarray, np.ndarray]:
+        """(closest points (P, 3), distances (P,)) of ``x`` on triangles ``tri``."""
+        tri = np.ascontiguousarray(tri, np.float64)
+        k = min(candidates, len(tri))
+        _, idx = (tree or cKDTree(tri.mean(1))).query(x, k=k)
+        idx = idx.reshape(len(x), k)
+        best, best_d = np.zeros_like(x), np.full(len(x), np.inf)
+        for j in range(k):
+            q = _closest_points(tri, np.ascontiguousarray(idx[:, j]), x)
+            d = np.linalg.norm(q - x, axis=1)
+            closer = d < best_d
+            best[closer], best_d[closer] = q[closer], d[closer]
+        return best, best_d
+
+    inner: list[np.ndarray] = []
+    for part in (Part.BODY, Part.CLOTHES, Part.HAIR):
+        tri = parts.get(part)
+        if tri is None or not len(tri):
+            continue
+        if inner and DEFAULT_MAX_GAP[part] > 0:
+            cand = np.nonzero(labels == BACKGROUND_LABEL)[0]
+            if len(cand):
+                x = points[cand].astype(np.float64)
+                # Most candidates are far from the layer: a centroid query (within the reach plus a
+                # large triangle's size) drops them before the exact closest points.
+                tree = cKDTree(tri.mean(1))
+                d0, _ = tree.query(x, k=1, distance_upper_bound=DEFAULT_FILL_DISTANCE[part] + 0.02)
+                x, cand = x[np.isfinite(d0)], cand[np.isfinite(d0)]
+                q_own, d_own = nearest(tri, x, tree)
+                near = d_own <= DEFAULT_FILL_DISTANCE[part]
+                if len(x) and near.any():
+                    x, q_own, d_own, cand = x[near], q_own[near], d_own[near], cand[near]
+                    q_in, d_in = nearest(np.concatenate(inner), x)
+                    between = ((q_in - x) * (q_own - x)).sum(1) < 0
+                    labels[cand[between & (d_in + d_own <= DEFAULT_MAX_GAP[part])]] = int(part)
+        inner.append(tri)
+    return labels
 
 
 def _winding(tri: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -391,7 +453,7 @@ class CharacterSource(IterableDataset):
             # Own generator: the other draws (and so the renders) do not depend on points3d.
             grng = np.random.default_rng(_derive_seed(c.seed, _derive_seed(seed, 4000 + variant)))
             points, labels = sample_points3d(scene, framing.center, framing.half_size, c.points3d, grng,
-                                             c.points3d_spread)
+                                             c.points3d_spread, fill_gaps=c.points3d_fill_gaps)
         return SourceItem(scene, framing, seed, variant, light_direction(light_seed, c.random_light), color, posed,
                           points, labels)
 

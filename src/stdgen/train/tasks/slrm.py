@@ -130,7 +130,9 @@ class SLRMPreset(Preset):
         eikonal_points: samples per character where the SDF's gradient is pushed to unit length.
         points3d: labelled 3D points per character (half near the surfaces, half uniform in the
             box; :func:`stdgen.data.stream.sample_points3d`) for the ``occ3d`` / ``sem3d`` terms;
-            0 (the default) turns 3D supervision off.
+            0 (the default) turns 3D supervision off. ``points3d_fill_gaps`` labels the air under
+            a garment as the garment (the voxeliser's solid-clothes convention,
+            :func:`stdgen.data.stream.fill_layer_gaps`) instead of outside.
         stage1_step, stage2_step: first step of stages 1 and 2.
         stage3_step: first step of stage 3 (mesh; :data:`STAGE3_OFF`, the default, lies past any
             run: off unless set).
@@ -163,6 +165,7 @@ class SLRMPreset(Preset):
     guide_spread: float = 0.03
     eikonal_points: int = 4096
     points3d: int = 0
+    points3d_fill_gaps: bool = False
     stage1_step: int = 6000
     stage2_step: int = 8000
     stage3_step: int = STAGE3_OFF
@@ -410,7 +413,8 @@ class SLRMTask(Task):
                             workers=p.workers if workers is None else workers,
                             pool_size=p.pool_size if pool_size is None else pool_size, background="white",
                             device=str(device), rank=rank, world_size=world_size, seed=seed,
-                            points3d=p.points3d if points3d is None else points3d)
+                            points3d=p.points3d if points3d is None else points3d,
+                            points3d_fill_gaps=p.points3d_fill_gaps)
 
     def batches(self, *, rank: int, world_size: int, device, seed: int, start: int = 0) -> Iterator[dict]:
         """Endless stream batches of this rank's share. A resumed run (``start`` steps done) starts
