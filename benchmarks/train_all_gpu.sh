@@ -25,6 +25,8 @@ if [ ! -d /tmp/site ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+# Several processes share the GPU: return freed blocks instead of keeping fragmented reserves.
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 
 # CPU workers per task (the machine has 16 cores for every task's character stream; override one with e.g.
 # CANON_WORKERS=8).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -235,3 +237,31 @@ def test_rendered_vertex_colors_show_the_surface_not_the_field_at_the_vertex():
     assert col2.shape == (64, 3)
     with pytest.raises(ValueError, match="color_samples"):
         ReconstructConfig(color_samples=-1)
+
+
+@pytest.mark.parametrize("encoder", ["conv", "vit"])
+def test_widen_input_state_keeps_the_rgb_model(encoder):
+    # RGB weights loaded into a model that also reads normals compute what the RGB model did
+    # (zero weights on the normal channels), whatever the normals; the trainer's --init path too.
+    from stdgen.models.modeling import load_weights
+    from stdgen.train.tasks.slrm import SLRMTask, tiny
+
+    torch.manual_seed(0)
+    kw = {} if encoder == "conv" else {"encoder": "vit", "patch_size": 8}
+    rgb = SLRM(SLRMConfig.tiny(**kw))
+    with_normals = SLRM(SLRMConfig.tiny(in_channels=6, **kw))
+    with_normals.load_state_dict(with_normals.widen_input_state(dict(rgb.state_dict())), strict=True)
+    cams = generation_views(center=(0.0, 0.0, 0.0), half_size=1.0)
+    views = torch.rand(1, 6, 3, 32, 32)
+    normals = torch.rand(1, 6, 3, 32, 32)
+    a = rgb.encode(views, cams.world_to_cam, cams.proj)
+    b = with_normals.encode(torch.cat([views, normals], 2), cams.world_to_cam, cams.proj)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    task = SLRMTask(dataclasses.replace(tiny(), model=with_normals.config, use_normals=True))
+    fresh = task.build_model()
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        rgb.save_pretrained(d)
+        load_weights(fresh, d, adapt=lambda st: task.adapt_init(fresh, st))
+    torch.testing.assert_close(fresh.encode(torch.cat([views, normals], 2), cams.world_to_cam, cams.proj), a,
+                               rtol=1e-5, atol=1e-5)

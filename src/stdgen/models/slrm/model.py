@@ -456,6 +456,24 @@ class SLRM(ModelMixin, nn.Module):
         planes = self.encode(images, world_to_cam, proj)
         return SLRMOutput(planes, None if points is None else self.query(planes, points))
 
+    def widen_input_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights of an RGB-input model (``in_channels`` 3) -> this model's when it also reads normal
+        maps (``in_channels`` 6): every weight that takes the encoder's input (image channels, then
+        the 6 Plücker channels) gets zero weights for the three normal channels, inserted after the
+        colour ones, so the widened model computes exactly what the RGB model did until training
+        moves them. Other states pass unchanged."""
+        extra = self.config.in_channels - 3
+        if extra <= 0:
+            return state
+        own = self.state_dict()
+        for k, w in list(state.items()):
+            want = own.get(k)
+            if (want is not None and w.dim() >= 2 and want.dim() == w.dim() and w.shape[1] == 3 + 6
+                    and want.shape[1] == 3 + extra + 6 and w.shape[0] == want.shape[0]):
+                zeros = w.new_zeros(w.shape[0], extra, *w.shape[2:])
+                state[k] = torch.cat([w[:, :3], zeros, w[:, 3:]], dim=1)
+        return state
+
     def encode(self, images: torch.Tensor, world_to_cam: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
         """Images -> triplane.
 

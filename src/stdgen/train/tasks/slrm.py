@@ -372,6 +372,11 @@ class SLRMTask(Task):
     def build_model(self) -> SLRM:
         return SLRM(self.preset.model)
 
+    def adapt_init(self, model, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """RGB-input weights start a run that also reads normal maps (``use_normals``; zero weights on
+        the new channels: :meth:`SLRM.widen_input_state`)."""
+        return unwrap(model).widen_input_state(state)
+
     def stage(self, step: int) -> int:
         p = self.preset
         return 0 if step < p.stage1_step else (1 if step < p.stage2_step else (2 if step < p.stage3_step else 3))
