@@ -189,6 +189,8 @@ def sample_points3d(scene: Scene, center, half_size: float, n: int, rng: np.rand
     """
     import numba
 
+    from stdgen.geometry.inside import triangle_winding_numbers
+
     v = np.asarray(scene.vertices, np.float32)
     # Faces are ordered by part, each layer set a prefix: a part's faces are a slice.
     ends = [0] + [scene.layer_faces[name] for name in ("body", "body_clothes", "full")]
@@ -221,7 +223,7 @@ def sample_points3d(scene: Scene, center, half_size: float, n: int, rng: np.rand
             cand = np.nonzero((labels == BACKGROUND_LABEL) & inb)[0]
             if len(cand):
                 # The float32 points and triangles, exactly in float64 (the kernels' type).
-                inside = _winding(tri.astype(np.float64), pts[cand].astype(np.float64)) != 0
+                inside = triangle_winding_numbers(tri, pts[cand]) != 0
                 labels[cand[inside]] = int(part)
     finally:
         numba.set_num_threads(threads)
@@ -242,7 +244,7 @@ def fill_layer_gaps(parts: dict[Part, np.ndarray], points: np.ndarray, labels: n
     centroids."""
     from scipy.spatial import cKDTree
 
-    from stdgen.geometry.voxelize import DEFAULT_FILL_DISTANCE, DEFAULT_MAX_GAP, _closest_points
+    from stdgen.geometry.voxelize import DEFAULT_FILL_DISTANCE, DEFAULT_MAX_GAP, closest_points_on_triangles
 
     labels = labels.copy()
 
@@ -254,7 +256,7 @@ def fill_layer_gaps(parts: dict[Part, np.ndarray], points: np.ndarray, labels: n
         idx = idx.reshape(len(x), k)
         best, best_d = np.zeros_like(x), np.full(len(x), np.inf)
         for j in range(k):
-            q = _closest_points(tri, np.ascontiguousarray(idx[:, j]), x)
+            q = closest_points_on_triangles(tri, idx[:, j], x)
             d = np.linalg.norm(q - x, axis=1)
             closer = d < best_d
             best[closer], best_d[closer] = q[closer], d[closer]
@@ -283,24 +285,6 @@ def fill_layer_gaps(parts: dict[Part, np.ndarray], points: np.ndarray, labels: n
                     labels[cand[between & (d_in + d_own <= DEFAULT_MAX_GAP[part])]] = int(part)
         inner.append(tri)
     return labels
-
-
-def _winding(tri: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """(P,) ray winding numbers of float64 points (P, 3) for triangles (F, 3, 3):
-    :func:`stdgen.geometry.inside.ray_winding_numbers` on triangles rather than a mesh, with the
-    bounds taken without numpy's slow reductions of narrow arrays along axis 0 (those were 60 % of
-    the time per character)."""
-    from stdgen.geometry.inside import _bin_triangles, _query_points
-
-    yz = tri[:, :, 1:]
-    lo = np.minimum(np.minimum(yz[:, 0], yz[:, 1]), yz[:, 2])
-    hi = np.maximum(np.maximum(yz[:, 0], yz[:, 1]), yz[:, 2])
-    box_lo = np.minimum(_columns(lo, np.min), _columns(pts[:, 1:], np.min))
-    box_hi = np.maximum(_columns(hi, np.max), _columns(pts[:, 1:], np.max))
-    cells = int(np.clip(np.sqrt(len(tri) / 2.0), 1, 1024))  # as ray_winding_numbers
-    size = np.maximum((box_hi - box_lo) / cells, 1e-12)
-    start, items = _bin_triangles(lo, hi, box_lo, size, cells)
-    return _query_points(np.ascontiguousarray(tri), np.ascontiguousarray(pts), start, items, box_lo, size, cells)
 
 
 def _columns(a: np.ndarray, reduce) -> np.ndarray:

@@ -336,6 +336,13 @@ def _closest_points(tri, which, pts):
     return out
 
 
+def closest_points_on_triangles(tri: np.ndarray, which: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 closest points on triangles ``tri[which]`` ((F, 3, 3); ``which`` (N,) indices)
+    to ``points`` (N, 3)."""
+    return _closest_points(np.ascontiguousarray(tri, np.float64), np.ascontiguousarray(which, np.int64),
+                           np.ascontiguousarray(points, np.float64))
+
+
 @numba.njit(cache=True)
 def _band_distance(tri, origin, spacing, limit, dist, nearest):
     nx, ny, nz = dist.shape
