@@ -1,37 +1,21 @@
 """Issue 13's "int8 vs fp16 output difference": the same S-LRM weights stored both ways, run on the
 same test characters' six true views.
 
-    python benchmarks/quant_diff.py FP16_DIR INT8_DIR DATASET [--characters 10] [--evals E16 E8] -o quant.json
+    python benchmarks/quant_diff.py FP16_DIR INT8_DIR DATASET [--characters 10] -o quant.json
 
 FP16_DIR / INT8_DIR: ``slrm`` weight folders (``stdgen train export RUN --dtype fp16|int8``).
 Field level: at 200 000 points per character (uniform in the normalised box plus points near the
 fp16 model's surface) the mean / max absolute SDF difference, the share of points whose inside/outside
-sign or argmax class differs, and the mean colour difference. With ``--evals``: the two ``stdgen
-eval`` report folders of the reconstructions, their mean metrics side by side.
+sign or argmax class differs, and the mean colour difference.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import torch
-
-KEYS = ("ssim", "mask_iou", "iou_body", "iou_clothes", "iou_hair", "fscore@0.01", "chamfer", "semantic_accuracy")
-
-
-def mean_metrics(report: Path) -> dict[str, float]:
-    """Mean of the KEYS columns of a ``stdgen eval`` report's metrics.csv."""
-    with open(report / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    out = {}
-    for k in KEYS:
-        vals = [float(r[k]) for r in rows if r.get(k) not in (None, "", "not computed", "nan")]
-        out[k] = sum(vals) / len(vals) if vals else float("nan")
-    out["characters"] = len(rows)
-    return out
 
 
 @torch.no_grad()
@@ -67,7 +51,6 @@ def main(argv=None) -> int:
     ap.add_argument("int8")
     ap.add_argument("dataset")
     ap.add_argument("--characters", type=int, default=10)
-    ap.add_argument("--evals", nargs=2, metavar=("FP16_REPORT", "INT8_REPORT"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
@@ -87,9 +70,6 @@ def main(argv=None) -> int:
     keys = next(iter(rows.values())).keys() if rows else ()
     summary = {k: sum(r[k] for r in rows.values()) / len(rows) for k in keys}
     result = {"characters": len(rows), "field_mean": summary, "per_character": rows}
-    if args.evals:
-        result["eval_fp16"] = mean_metrics(Path(args.evals[0]))
-        result["eval_int8"] = mean_metrics(Path(args.evals[1]))
     Path(args.output).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "per_character"}, indent=2))
     return 0

@@ -50,6 +50,13 @@ WORLD_HALF_SIZE = 0.88
 #: Index of the front view (azimuth 0) among the six generation views (-90, -45, 0, 45, 90, 180).
 FRONT = 2
 
+
+def front_weighted(weight: float) -> tuple[float, ...]:
+    """Per-view weights of the six generation views: ``weight`` for the front (the picture itself),
+    1 for each generated view."""
+    return tuple(weight if i == FRONT else 1.0 for i in range(6))
+
+
 ProgressCallback = Callable[[str, float], None]
 StageCallback = Callable[[str, dict], None]
 
@@ -75,8 +82,8 @@ class PipelineConfig(ConfigMixin):
     refine_resolution: int = 192
     #: Optimisation steps of the body, clothes and hair stages (the refinement defaults: 40 / 60 / 80).
     #: Session d: with the 3D-supervised S-LRM the front silhouette needs more steps to reach the
-    #: picture's (OOD A-pose pictures: front IoU 0.837-0.885 at 12 / 18 / 24, 0.864-0.897 at 24 / 36 /
-    #: 48); refinement then takes about 20 s instead of 10 s on 2 CPU cores.
+    #: picture's (the six OOD A-pose pictures: front IoU 0.837-0.885 at 12 / 18 / 24, 0.863-0.902 at
+    #: 24 / 36 / 48); refinement then takes 14-17 s instead of about 10 s on 2 CPU cores.
     refine_steps: tuple[int, int, int] = (24, 36, 48)
     #: Last steps of each stage at the fine resolution (0: none; the refinement default is 20 at 512 px).
     refine_fine_steps: int = 0
@@ -521,10 +528,9 @@ class StdGENPipeline:
             stage.resolution = side
             stage.fine_resolution = None if self.config.refine_fine_steps == 0 else 2 * side
             stage.fine_steps = self.config.refine_fine_steps
-            stage.mask_view_weights = tuple(self.config.front_silhouette_weight if i == FRONT else 1.0
-                                            for i in range(6))
+            stage.mask_view_weights = front_weighted(self.config.front_silhouette_weight)
         cfg.texture.size = self.config.texture_size
-        cfg.texture.view_weights = tuple(self.config.front_texture_weight if i == FRONT else 1.0 for i in range(6))
+        cfg.texture.view_weights = front_weighted(self.config.front_texture_weight)
         # A helper process for the UV atlas costs more than it saves on a 2-core CPU, and keeps runs alike.
         cfg.texture.atlas_in_background = self.device.type == "cuda"
         cfg.validate()

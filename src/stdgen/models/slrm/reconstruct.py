@@ -16,10 +16,11 @@ import torch
 
 from stdgen.geometry.grid import Grid
 from stdgen.geometry.layers import LayerConfig, LayerMeshes, extract_layers
+from stdgen.geometry.volume import composite
 from stdgen.models.slrm.model import SLRM
 from stdgen.structures.character import Character
 from stdgen.structures.mesh import Mesh
-from stdgen.structures.semantics import Part
+from stdgen.structures.semantics import LAYER_SETS, Part
 from stdgen.utils.checks import check_tensor
 
 __all__ = ["ReconstructConfig", "ReconstructOutput", "field_on_grid", "reconstruct"]
@@ -127,9 +128,6 @@ def rendered_vertex_colors(model: SLRM, planes: torch.Tensor, vertices: torch.Te
     the field's rendering of layer set ``layer_set`` along a ray entering along ``-normal`` from
     ``color_depth`` outside the vertex to ``color_depth`` inside, ``color_samples`` samples (see
     :class:`ReconstructConfig`). Rays the field leaves empty keep the colour at the vertex."""
-    from stdgen.geometry.volume import composite
-    from stdgen.structures.semantics import LAYER_SETS
-
     s, d = config.color_samples, config.color_depth
     t = (torch.arange(s, device=vertices.device, dtype=torch.float32) + 0.5) / s * 2 * d  # (S,)
     out = torch.empty(vertices.shape[0], 3, device=vertices.device, dtype=torch.float32)
