@@ -306,6 +306,8 @@ def test_preset_validation():
         dataclasses.replace(p, apose_fraction=1.5)
     with pytest.raises(ValueError, match="batch_repeats"):
         dataclasses.replace(p, batch_repeats=0)
+    with pytest.raises(ValueError, match="sigma_logit_mean"):
+        dataclasses.replace(p, sigma_logit_mean=-5.0)
 
 
 def test_batch_repeats_reuse_each_streamed_batch(monkeypatch):

@@ -88,6 +88,22 @@ def test_flow_matching_path_and_exact_velocity_sampler():
     assert torch.all((fm.sample_sigma(1000, "cpu") >= 0) & (fm.sample_sigma(1000, "cpu") <= 1))
 
 
+def test_training_flow_moves_only_the_training_times():
+    """A task's ``sigma_logit_mean`` draws more training steps near pure noise; the sampler's
+    schedule (shift) is untouched."""
+    from stdgen.models.diffusion.flow import training_flow
+
+    fm = FlowMatching(shift=1.5, prediction="x")
+    moved = training_flow(fm, 1.0)
+    assert (moved.shift, moved.prediction, fm.logit_mean) == (1.5, "x", 0.0)
+    g = lambda: torch.Generator().manual_seed(0)
+    base, high = fm.sample_sigma(20000, "cpu", g()), moved.sample_sigma(20000, "cpu", g())
+    # Analytic shares above sigma 0.9 (t > 6/7): 1 - Phi(logit(6/7) - mean) = 3.7 % and 21.5 %.
+    assert abs(float((base > 0.9).float().mean()) - 0.037) < 0.01
+    assert abs(float((high > 0.9).float().mean()) - 0.215) < 0.015
+    assert torch.all(high >= base)  # same normal draws, moved up: monotone in the mean
+
+
 def test_clean_image_prediction_samples_its_estimate_and_trains_on_the_velocity_loss():
     """prediction="x": an oracle that outputs the clean point lands on it exactly at any step count;
     the loss is the velocity error (equal to the "v" loss of the implied velocity above the floor)."""
@@ -264,6 +280,8 @@ def test_preset_validation():
         dataclasses.replace(tiny(), resolution_schedule=((5, 16),))
     with pytest.raises(ValueError, match="cond_dropout"):
         dataclasses.replace(tiny(), cond_dropout=1.5)
+    with pytest.raises(ValueError, match="sigma_logit_mean"):
+        dataclasses.replace(tiny(), sigma_logit_mean=9.0)
     p = dataclasses.replace(small := PRESETS["small"](), resolution_schedule=((0, 128), (100, 256)))
     assert (p.resolution(99), p.resolution(100)) == (128, 256) and small.batch_size == 16
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -123,6 +123,16 @@ class FlowMatching:
             if on_step is not None:
                 on_step(i + 1, steps)
         return x
+
+
+def training_flow(flow: FlowMatching, logit_mean: float) -> FlowMatching:
+    """``flow`` with its training times' logit-normal mean moved to ``logit_mean`` (the sampler,
+    which uses only ``shift``, is unchanged). Why a task may move it: at the default (0, with the
+    resolution shift) few training steps lie near pure noise (at 128 px, shift 1.5: 4 % above
+    sigma 0.9), yet the sampler's first step there fixes the layout every later step refines; our
+    multi-view model's one-step and ten-step samples had the same silhouette IoU (0.81 / 0.82 on
+    eight test characters), well below a deterministic U-Net's (0.88)."""
+    return replace(flow, logit_mean=float(logit_mean))
 
 
 def guided(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from stdgen.models.canonical import Canonicalizer, paper_config, small_config, tiny_config
+from stdgen.models.diffusion.flow import training_flow
 from stdgen.train import Preset, Task, TrainConfig, unwrap
 from stdgen.train.augment import style_augment
 from stdgen.utils.config import check_range
@@ -43,7 +44,10 @@ class CanonPreset(Preset):
     positives); ``perspective``: share of perspective input cameras; ``cond_dropout``: probability
     of dropping the reference (guidance); ``style_probability``: per-style probability in
     :func:`style_augment`; ``rgb_weight`` / ``alpha_weight`` / ``check_weight`` / ``arm_weight``:
-    loss weights; ``val_characters`` / ``val_steps`` / ``val_guidance``: validation size and
+    loss weights; ``sigma_logit_mean``: mean of the logit-normal training times (0: the model's
+    schedule; > 0 trains more near pure noise, see
+    :func:`stdgen.models.diffusion.flow.training_flow`); ``val_characters`` / ``val_steps`` /
+    ``val_guidance``: validation size and
     sampling (validation inputs: half posed, half A-posed, fixed cameras per seed);
     ``image_samples``: samples in the TensorBoard grids; ``batch_repeats``: optimiser steps per
     streamed batch, each with its own noise, noise level, reference dropout and style augmentation
@@ -63,6 +67,7 @@ class CanonPreset(Preset):
     alpha_weight: float = 1.0
     check_weight: float = 0.1
     arm_weight: float = 0.1
+    sigma_logit_mean: float = 0.0
     val_characters: int = 16
     val_steps: int = 20
     val_guidance: float | None = None
@@ -76,6 +81,7 @@ class CanonPreset(Preset):
             raise ValueError(f"resolution: expected a positive multiple of {step}, got {self.resolution}")
         for name in ("apose_fraction", "perspective", "cond_dropout", "style_probability"):
             check_range(self, name, 0.0, 1.0)
+        check_range(self, "sigma_logit_mean", -4.0, 4.0)
         for name in ("stream_workers", "pool_size", "pool_start", "val_characters", "image_samples"):
             check_range(self, name, 0, integer=True)
         for name in ("rgb_weight", "alpha_weight", "check_weight", "arm_weight"):
@@ -203,7 +209,7 @@ class CanonTask(Task):
         p = self.preset
         x0, ref = batch["target"], batch["ref"] * 2 - 1
         b = x0.shape[0]
-        flow = unwrap(model).flow(x0.shape[-1])
+        flow = training_flow(unwrap(model).flow(x0.shape[-1]), p.sigma_logit_mean)
         noise = torch.randn_like(x0)
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from stdgen.models.diffusion.flow import training_flow
 from stdgen.models.mvdiffusion import (
     FRONT_VIEW,
     MultiViewDiffusion,
@@ -43,7 +44,10 @@ class MultiViewPreset(Preset):
     characters); ``cond_dropout``: probability of dropping the condition (guidance);
     ``style_probability``: per-style probability in :func:`style_augment`; ``scale_jitter`` /
     ``shift_jitter``: input zoom ``1 +- scale_jitter`` and shift ``+- shift_jitter`` of the side;
-    ``rgb_weight`` / ``alpha_weight`` / ``normal_weight``: loss weights; ``val_characters`` /
+    ``rgb_weight`` / ``alpha_weight`` / ``normal_weight``: loss weights; ``sigma_logit_mean``: mean
+    of the logit-normal training times (0: the model's schedule; > 0 draws more steps near pure
+    noise, where the layout the sampler commits to in its first step is learned; see
+    :func:`stdgen.models.diffusion.flow.training_flow`); ``val_characters`` /
     ``val_steps`` / ``val_guidance``: validation size and sampling; ``image_samples``: samples in
     the TensorBoard grids.
     """
@@ -59,6 +63,7 @@ class MultiViewPreset(Preset):
     rgb_weight: float = 1.0
     alpha_weight: float = 1.0
     normal_weight: float = 1.0
+    sigma_logit_mean: float = 0.0
     val_characters: int = 16
     val_steps: int = 10
     val_guidance: float | None = None
@@ -79,6 +84,7 @@ class MultiViewPreset(Preset):
             check_range(self, name, 0.0, 1.0)
         for name in ("scale_jitter", "shift_jitter"):
             check_range(self, name, 0.0, 0.5, hi_open=True)
+        check_range(self, "sigma_logit_mean", -4.0, 4.0)
         for name in ("stream_workers", "pool_size", "pool_start", "val_characters", "image_samples"):
             check_range(self, name, 0, integer=True)
         check_range(self, "val_steps", 1, integer=True)
@@ -246,7 +252,7 @@ class MultiViewTask(Task):
         x0 = _resize(batch["target"], side)
         cond = _resize(batch["cond"], side) * 2 - 1
         b = x0.shape[0]
-        flow = unwrap(model).flow(side)
+        flow = training_flow(unwrap(model).flow(side), p.sigma_logit_mean)
         noise = torch.randn_like(x0)
         sigma = flow.sample_sigma(b, x0.device)
         keep = torch.rand(b, device=x0.device) >= p.cond_dropout
