@@ -226,3 +226,13 @@ def test_stream_renders_in_float32_inside_autocast():
         auto = next(iter(_stream(count=1, batch_size=1, maps=("rgb",))))
     assert auto["rgb"].dtype == torch.float32
     torch.testing.assert_close(auto["rgb"], plain["rgb"])
+
+
+def test_posed_inputs_render_in_float32_inside_autocast():
+    """The canonicaliser's validation draws posed inputs inside bf16 autocast: the posed render must
+    get float32 positions too (this killed the session-e canonicaliser run at its first validation)."""
+    cfg = dict(batch_size=1, resolution=16, views="gen", layers=("full",), maps=("lit",), count=1,
+               posed_input=True, apose_input_fraction=1.0, device="cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        b = next(iter(RenderStream(StreamConfig(**cfg))))
+    assert b["posed_lit"].dtype == torch.float32 and b["posed_alpha"].shape == (1, 1, 16, 16)

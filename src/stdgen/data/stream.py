@@ -646,7 +646,9 @@ class RenderStream(IterableDataset):
                                           names=["posed"])
             jobs.append(RenderJob(p.scene, cam, ("full",), it.light_dir, it.color_matrices))
         maps = tuple(m for m in c.maps if m != "sem") + ("alpha",)
-        out = render_jobs(jobs, c.resolution, device=device, backend=c.backend, antialiasing=c.antialias, maps=maps)
+        with torch.autocast(torch.device(device).type, enabled=False):  # float32 renders, as render_batch's
+            out = render_jobs(jobs, c.resolution, device=device, backend=c.backend, antialiasing=c.antialias,
+                              maps=maps)
         alpha = out["alpha"]
         b, res = len(items), c.resolution
         bg = None
