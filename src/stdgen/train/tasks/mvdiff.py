@@ -112,7 +112,8 @@ def small() -> MultiViewPreset:
     return MultiViewPreset(model=small_config(), train=TrainConfig(lr=3e-4, warmup_steps=500, max_steps=20_000,
                                                                    ema_decay=0.999, image_every=1000,
                                                                    val_every=2000),
-                           batch_size=16, resolution_schedule=((0, 128), (12_000, 256)))
+                           batch_size=16, resolution_schedule=((0, 128), (12_000, 256)),
+                           sigma_logit_mean=1.0)  # session e: IoU 0.81 -> 0.89 in 15 minutes
 
 
 def paper() -> MultiViewPreset:
