@@ -236,3 +236,16 @@ def test_posed_inputs_render_in_float32_inside_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         b = next(iter(RenderStream(StreamConfig(**cfg))))
     assert b["posed_lit"].dtype == torch.float32 and b["posed_alpha"].shape == (1, 1, 16, 16)
+
+
+def test_pool_refresh_brings_new_characters():
+    """``pool_refresh`` swaps pool members for the split's next seeds; 0 keeps the pool fixed (and
+    draws exactly as before: the refresh coin is only tossed when it is on)."""
+    fixed = [int(s) for b in _stream(pool_size=2, count=12, batch_size=4, maps=("rgb",)) for s in b["seed"]]
+    fresh = [int(s) for b in _stream(pool_size=2, count=12, batch_size=4, maps=("rgb",), pool_refresh=0.5)
+             for s in b["seed"]]
+    assert len(set(fixed)) <= 2
+    assert set(fixed) == {0, 1} and len(set(fresh)) > 3
+    assert set(fresh) <= set(range(2 + 12))  # the starting pool, then the split's next seeds in order
+    with pytest.raises(ValueError, match="pool_refresh"):
+        StreamConfig(pool_refresh=1.5)

@@ -47,7 +47,10 @@ class StreamConfig:
     ``maps`` the maps to return (fewer is faster); ``split``/``start``/``count``: characters are
     the split's seeds from index ``start`` on, ``count`` per pass (``None``: endless);
     ``workers`` DataLoader processes making characters (0: in this process); ``pool_size`` > 0
-    re-poses and re-colours a pool of that many characters per worker instead of making new ones;
+    re-poses and re-colours a pool of that many characters per worker instead of making new ones,
+    and ``pool_refresh`` is the share of draws that first replace a random pool member by a new
+    character (the next seeds of the split; 0: the pool never changes — a 15-minute multi-view run
+    then saw only its 192 starting characters and learnt their hair styles, see the README);
     ``background``: ``"black"`` (colour stays premultiplied), ``"white"`` or ``"random"`` (a random
     colour or vertical gradient per image); ``random_light`` a random key light per character;
     ``rank``/``world_size`` shard the seeds across distributed processes; ``seed`` seeds the
@@ -82,6 +85,7 @@ class StreamConfig:
     count: int | None = None
     workers: int = 0
     pool_size: int = 0
+    pool_refresh: float = 0.0
     background: str = "white"
     random_light: bool = True
     margin: float = 1.1
@@ -120,7 +124,7 @@ class StreamConfig:
             raise ValueError(f"layers: unknown {sorted(unknown)}; choose from {LAYER_ORDER}")
         if self.batch_size < 1 or self.workers < 0 or self.pool_size < 0 or self.random_views < 0:
             raise ValueError("batch_size must be >= 1; workers, pool_size and random_views >= 0")
-        for name in ("apose_input_fraction", "posed_perspective"):
+        for name in ("apose_input_fraction", "posed_perspective", "pool_refresh"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)}")
         self.posed_scale = tuple(self.posed_scale)
@@ -480,11 +484,17 @@ class CharacterSource(IterableDataset):
             pool.append((seed, character, scene_from_character(character).topology))
         rng = np.random.default_rng(_derive_seed(c.seed, _RNG_POOL * 1000 + shard))
         total = None if c.count is None else len(range(shard, c.count, shards))
-        k = 0
+        k, fresh = 0, c.pool_size
         while total is None or k < total:
             variant = 1 + shard + k * shards  # unique across workers; 0 marks a fresh character
             k += 1
-            seed, character, topology = pool[int(rng.integers(len(pool)))]
+            slot = int(rng.integers(len(pool)))
+            if c.pool_refresh > 0 and rng.uniform() < c.pool_refresh:
+                seed = split_seed(c.split, c.start + shard + fresh * shards)  # this worker's next seed
+                fresh += 1
+                character = self._make(seed)
+                pool[slot] = (seed, character, scene_from_character(character).topology)
+            seed, character, topology = pool[slot]
             yield self._item(character, seed, variant, rng, topology)
 
 

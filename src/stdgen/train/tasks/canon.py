@@ -38,9 +38,10 @@ FRONT_VIEW = 2
 class CanonPreset(Preset):
     """Task fields on top of the trainer's (``model``, ``train``, ``batch_size``).
 
-    ``resolution``: training image side; ``stream_workers`` / ``pool_size`` / ``pool_start``: the
-    RenderStream's character workers, pool per worker and first training index (move it between
-    chunks for new characters); ``apose_fraction``: share of inputs kept in A-pose (the check's
+    ``resolution``: training image side; ``stream_workers`` / ``pool_size`` / ``pool_start`` /
+    ``pool_refresh``: the RenderStream's character workers, pool per worker, first training index
+    (move it between chunks for new characters) and share of draws that swap a pool member for a
+    new character; ``apose_fraction``: share of inputs kept in A-pose (the check's
     positives); ``perspective``: share of perspective input cameras; ``cond_dropout``: probability
     of dropping the reference (guidance); ``style_probability``: per-style probability in
     :func:`style_augment`; ``rgb_weight`` / ``alpha_weight`` / ``check_weight`` / ``arm_weight``:
@@ -59,6 +60,7 @@ class CanonPreset(Preset):
     stream_workers: int = 14
     pool_size: int = 48
     pool_start: int = 0
+    pool_refresh: float = 0.0
     apose_fraction: float = 0.2
     perspective: float = 0.5
     cond_dropout: float = 0.1
@@ -79,7 +81,7 @@ class CanonPreset(Preset):
         step = self.model.patch_size * 2 ** (len(self.model.channels) - 1)
         if self.resolution < step or self.resolution % step:
             raise ValueError(f"resolution: expected a positive multiple of {step}, got {self.resolution}")
-        for name in ("apose_fraction", "perspective", "cond_dropout", "style_probability"):
+        for name in ("apose_fraction", "perspective", "cond_dropout", "pool_refresh", "style_probability"):
             check_range(self, name, 0.0, 1.0)
         check_range(self, "sigma_logit_mean", -4.0, 4.0)
         for name in ("stream_workers", "pool_size", "pool_start", "val_characters", "image_samples"):
@@ -103,7 +105,7 @@ def small() -> CanonPreset:
     ``--resume``; move ``pool_start`` between chunks for new characters)."""
     return CanonPreset(model=small_config(), train=TrainConfig(lr=3e-4, warmup_steps=500, max_steps=20_000,
                                                                ema_decay=0.999, image_every=1000, val_every=2000),
-                       batch_size=32, resolution=128)
+                       batch_size=32, resolution=128, pool_refresh=0.05)
 
 
 def paper() -> CanonPreset:
@@ -168,7 +170,8 @@ class CanonTask(Task):
                             views="gen", layers=("full",), maps=("lit", "normal", "depth"), split=split,
                             start=p.pool_start + start * p.batch_size if train else 0, count=count,
                             workers=p.stream_workers if train else 0,
-                            pool_size=p.pool_size if train else 0, background="white", random_light=train,
+                            pool_size=p.pool_size if train else 0, pool_refresh=p.pool_refresh, background="white",
+                            random_light=train,
                             device=str(device), rank=rank, world_size=world_size, seed=seed, posed_input=True,
                             apose_input_fraction=p.apose_fraction if train else 0.5, posed_perspective=p.perspective)
 

@@ -39,9 +39,10 @@ class MultiViewPreset(Preset):
 
     ``resolution_schedule``: ``((from_step, side), ...)`` ascending steps, the first from 0 (on the
     command line as JSON: ``--set 'resolution_schedule=[[0,128],[8000,256]]'``);
-    ``stream_workers`` / ``pool_size`` / ``pool_start``: the RenderStream's character workers, the
-    pool per worker and the training index it starts at (move it between chunks for new
-    characters); ``cond_dropout``: probability of dropping the condition (guidance);
+    ``stream_workers`` / ``pool_size`` / ``pool_start`` / ``pool_refresh``: the RenderStream's
+    character workers, the pool per worker, the training index it starts at (move it between chunks
+    for new characters) and the share of draws that swap a pool member for a new character;
+    ``cond_dropout``: probability of dropping the condition (guidance);
     ``style_probability``: per-style probability in :func:`style_augment`; ``scale_jitter`` /
     ``shift_jitter``: input zoom ``1 +- scale_jitter`` and shift ``+- shift_jitter`` of the side;
     ``rgb_weight`` / ``alpha_weight`` / ``normal_weight``: loss weights; ``sigma_logit_mean``: mean
@@ -56,6 +57,7 @@ class MultiViewPreset(Preset):
     stream_workers: int = 14
     pool_size: int = 48
     pool_start: int = 0
+    pool_refresh: float = 0.0
     cond_dropout: float = 0.1
     style_probability: float = 0.3
     scale_jitter: float = 0.05
@@ -80,7 +82,7 @@ class MultiViewPreset(Preset):
         for _, side in sched:
             if side < step or side % step:
                 raise ValueError(f"resolution_schedule: sides must be positive multiples of {step}, got {side}")
-        for name in ("cond_dropout", "style_probability"):
+        for name in ("cond_dropout", "pool_refresh", "style_probability"):
             check_range(self, name, 0.0, 1.0)
         for name in ("scale_jitter", "shift_jitter"):
             check_range(self, name, 0.0, 0.5, hi_open=True)
@@ -113,7 +115,8 @@ def small() -> MultiViewPreset:
                                                                    ema_decay=0.999, image_every=1000,
                                                                    val_every=2000),
                            batch_size=16, resolution_schedule=((0, 128), (12_000, 256)),
-                           sigma_logit_mean=1.0)  # session e: IoU 0.81 -> 0.89 in 15 minutes
+                           sigma_logit_mean=1.0,  # session e: IoU 0.81 -> 0.89 in 15 minutes
+                           pool_refresh=0.05)  # a fixed pool of 192 taught it ponytails (session e)
 
 
 def paper() -> MultiViewPreset:
@@ -198,7 +201,8 @@ class MultiViewTask(Task):
         cfg = StreamConfig(batch_size=per_rank, resolution=side, views="gen", layers=("full",),
                            maps=("rgb", "lit", "normal", "depth"), split="train",
                            start=p.pool_start + start * p.batch_size, workers=p.stream_workers,
-                           pool_size=p.pool_size, background="white", random_light=True, device=str(device),
+                           pool_size=p.pool_size, pool_refresh=p.pool_refresh, background="white",
+                           random_light=True, device=str(device),
                            rank=rank, world_size=world_size, seed=seed * 1009 + phase + start)
         return RenderStream(cfg)
 
