@@ -170,9 +170,9 @@ class CanonTask(Task):
                             views="gen", layers=("full",), maps=("lit", "normal", "depth"), split=split,
                             start=p.pool_start + start * p.batch_size if train else 0, count=count,
                             workers=p.stream_workers if train else 0,
-                            pool_size=p.pool_size if train else 0, pool_refresh=p.pool_refresh, background="white",
-                            random_light=train,
-                            device=str(device), rank=rank, world_size=world_size, seed=seed, posed_input=True,
+                            pool_size=p.pool_size if train else 0, pool_refresh=p.pool_refresh,
+                            background="white", random_light=train, device=str(device), rank=rank,
+                            world_size=world_size, seed=seed, posed_input=True,
                             apose_input_fraction=p.apose_fraction if train else 0.5, posed_perspective=p.perspective)
 
     def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int, start: int = 0):

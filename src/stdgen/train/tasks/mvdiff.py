@@ -202,8 +202,8 @@ class MultiViewTask(Task):
                            maps=("rgb", "lit", "normal", "depth"), split="train",
                            start=p.pool_start + start * p.batch_size, workers=p.stream_workers,
                            pool_size=p.pool_size, pool_refresh=p.pool_refresh, background="white",
-                           random_light=True, device=str(device),
-                           rank=rank, world_size=world_size, seed=seed * 1009 + phase + start)
+                           random_light=True, device=str(device), rank=rank, world_size=world_size,
+                           seed=seed * 1009 + phase + start)
         return RenderStream(cfg)
 
     def batches(self, *, rank: int, world_size: int, device: torch.device, seed: int, start: int = 0):
