@@ -83,3 +83,18 @@ def test_cli_registration_imports_no_torch():
     code = "import sys, stdgen.train.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_overrides_that_must_change_together():
+    # use_normals and model.in_channels are validated against each other: one at a time each fails,
+    # given together in either order they apply; alone the first still fails with its own message.
+    small = get_preset("slrm", "small")
+    for order in (["use_normals=true", "model.in_channels=6"], ["model.in_channels=6", "use_normals=true"]):
+        p = apply_overrides(small, order + ["points3d=128"])
+        assert p.use_normals is True and p.model.in_channels == 6 and p.points3d == 128
+    with pytest.raises(StdgenError, match="--set use_normals=true: .*must match model.in_channels"):
+        apply_overrides(small, ["use_normals=true"])
+    with pytest.raises(StdgenError, match="--set use_normals=true: .*must match model.in_channels"):
+        apply_overrides(small, ["use_normals=true", "model.in_channels=3"])
+    with pytest.raises(StdgenError, match="unknown key 'nope'"):
+        apply_overrides(small, ["use_normals=true", "model.in_channels=6", "model.nope=1"])

@@ -204,9 +204,59 @@ def apply_overrides(preset: Any, overrides: list[str] | dict[str, str] | None) -
     ``model.channels=32``: dotted paths into the nested dataclasses; values parsed by the field's type;
     tuples as ``1,2`` or ``[1, 2]``). Unknown keys or invalid values raise StdgenError."""
     items = parse_overrides(overrides)
-    for key, text in items.items():
-        preset = _set(preset, key.split("."), text, f"{key}={text}")
-    return preset
+    try:
+        for key, text in items.items():
+            preset = _set(preset, key.split("."), text, f"{key}={text}")
+        return preset
+    except StdgenError as one_at_a_time:
+        # Each override re-validates the whole preset, so settings that must change together
+        # (use_normals with model.in_channels) fail one at a time: apply them all at once, one
+        # dataclasses.replace per level, and keep the first error if that fails too.
+        tree: dict[str, Any] = {}
+        for key, text in items.items():
+            *parents, leaf = key.split(".")
+            node = tree
+            for p in parents:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise one_at_a_time from None
+            node[leaf] = (text, key)
+        try:
+            return _set_all(preset, tree)
+        except (ValueError, TypeError):  # validation: the first error said what the user should fix
+            raise one_at_a_time from None
+
+
+def _set_all(obj: Any, tree: dict[str, Any]) -> Any:
+    """``obj`` with every override in ``tree`` (nested names -> ``(text, full key)``) applied by one
+    ``dataclasses.replace`` per dataclass, so validation sees them together. Unknown keys and
+    unparsable values raise StdgenError; failed validation raises ValueError or TypeError."""
+    fields = {f.name for f in dataclasses.fields(obj) if f.init}
+    hints = typing.get_type_hints(type(obj))
+    changes = {}
+    for name, sub in tree.items():
+        full = _first_key(sub)
+        if name not in fields:
+            raise StdgenError(f"--set {full}: unknown key {name!r} in {type(obj).__name__}; known: "
+                              f"{', '.join(sorted(fields))}")
+        current = getattr(obj, name)
+        if isinstance(sub, dict) != dataclasses.is_dataclass(current):
+            raise StdgenError(f"--set {full}: {name!r} is a group; set one of its fields ({name}.FIELD=VALUE)"
+                              if dataclasses.is_dataclass(current) else
+                              f"--set {full}: {name!r} is not a group of settings")
+        if isinstance(sub, dict):
+            changes[name] = _set_all(current, sub)
+        else:
+            text, key = sub
+            changes[name] = _parse_value(text, hints.get(name, Any), f"{key}={text}")
+    return dataclasses.replace(obj, **changes)
+
+
+def _first_key(sub: Any) -> str:
+    """The first ``key=text`` under a node of ``_set_all``'s tree, for error messages."""
+    while isinstance(sub, dict):
+        sub = next(iter(sub.values()))
+    return f"{sub[1]}={sub[0]}"
 
 
 def parse_overrides(overrides: list[str] | dict[str, str] | None) -> dict[str, str]:
