@@ -4,7 +4,7 @@
 #   generate; default mv canon slrm generate)
 # WEIGHTS_FROM=/tmp/train-all: use the exports train_all_gpu.sh left there; MV_BASELINE=DIR: score the
 # deterministic baseline (benchmarks/mv_baseline.py's output folder) beside the diffusion model.
-# mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128) and steps
+# mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128, or MV_RESOLUTION) and steps
 # 10, 20; canon: benchmarks/canon_eval.py at steps 10, 20; generate: `stdgen generate` on the shipped
 # examples (per-stage seconds and peak memory in each report.json). Results as JSON / PNG in $OUT.
 set -o pipefail
@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for s in $sections; do
   case $s in
     mv) timeout "${MV_TIMEOUT:-240}" python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
-          --resolution 128 --steps "${MV_STEPS:-10,20}" --batch 10 --device cuda -o "$out/mv_eval.json" \
+          --resolution "${MV_RESOLUTION:-128}" --steps "${MV_STEPS:-10,20}" --batch 10 --device cuda -o "$out/mv_eval.json" \
           ${MV_BASELINE:+--baseline "$MV_BASELINE"} 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
     canon) timeout "${CANON_TIMEOUT:-200}" python3 benchmarks/canon_eval.py --characters "$n" --steps "${CANON_STEPS:-10,20}" ${CANON_GUIDANCE:+--guidance $CANON_GUIDANCE} --device cuda \
           -o "$out/canon_eval.json" --grid "$out/canon_eval.png" 2>&1 | grep -v -i warn | tail -n 6 ;;

@@ -388,3 +388,37 @@ def test_short_attention_matches_sdpa():
     q, k, v = (torch.randn(5, 3, 2, 8, generator=g, dtype=torch.float64) for _ in range(3))
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     torch.testing.assert_close(short_attention(q, k, v), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_pixel_refiner_starts_as_the_model_without_it(tmp_path):
+    import dataclasses
+
+    torch.manual_seed(0)
+    old = MultiViewDiffusion(tiny_config()).eval()
+    new = MultiViewDiffusion(dataclasses.replace(tiny_config(), pixel_refiner=8)).eval()
+    with pytest.raises(RuntimeError, match="refiner"):
+        new.load_state_dict(old.state_dict(), strict=True)
+    new.load_state_dict(new.complete_state(dict(old.state_dict())), strict=True)
+    args = (torch.randn(2, 2, 6, 4, 16, 16), torch.rand(2), torch.randn(2, 4, 16, 16))
+    with torch.no_grad():
+        assert torch.equal(old(*args).sample, new(*args).sample)
+        new.refiner[2].weight.add_(0.01)  # once trained it changes the output, neighbours included
+        diff = (new(*args).sample - old(*args).sample).abs()
+    assert diff.amax() > 0 and (diff.flatten(0, 3).amax(0) > 0).all()
+    new.save_pretrained(tmp_path / "w")
+    back = MultiViewDiffusion.from_pretrained(tmp_path / "w")
+    assert back.config.pixel_refiner == 8 and torch.equal(back.refiner[2].weight, new.refiner[2].weight)
+    assert new.complete_state(dict(new.state_dict())).keys() == new.state_dict().keys()
+
+
+def test_task_init_adds_the_pixel_refiner():
+    import dataclasses
+
+    from stdgen.train.tasks.mvdiff import MultiViewTask, tiny
+
+    old = MultiViewDiffusion(tiny_config())
+    p = tiny()
+    task = MultiViewTask(dataclasses.replace(p, model=dataclasses.replace(p.model, pixel_refiner=4)))
+    model = task.build_model()
+    model.load_state_dict(task.adapt_init(model, dict(old.state_dict())), strict=True)
+    assert torch.count_nonzero(model.refiner[2].weight) == 0

@@ -36,7 +36,12 @@ class MultiViewDiffusionConfig(ModelConfig):
     of views (:data:`VIEW_AZIMUTHS`); ``shift``: flow-matching time shift at ``resolution`` (>= 1,
     more weight on high noise; scaled with the side, see :meth:`~.MultiViewDiffusion.flow`);
     ``default_steps`` / ``default_guidance``: sampling defaults; ``prediction``: what the network
-    outputs, the velocity ("v") or the clean image ("x"; see :mod:`stdgen.models.diffusion.flow`).
+    outputs, the velocity ("v") or the clean image ("x"; see :mod:`stdgen.models.diffusion.flow`);
+    ``pixel_refiner``: width of a small full-resolution convolution head after the pixel shuffle
+    (0 = none): with ``patch_size`` 2 every 2 x 2 pixel block comes out of one linear map of one
+    feature vector, which leaves a 2-pixel checker in the samples; two 3 x 3 convolutions over the
+    shuffled output and the full-resolution input, added as a residual whose last layer starts at
+    zero, let neighbouring blocks agree (weights without it start a run with it unchanged).
     """
 
     resolution: int = 128
@@ -56,6 +61,7 @@ class MultiViewDiffusionConfig(ModelConfig):
     default_steps: int = 10
     default_guidance: float = 1.0
     prediction: str = "v"
+    pixel_refiner: int = 0
 
     def __post_init__(self) -> None:
         # JSON gives lists: keep the tuple fields tuples (hashable, comparable with the presets).
@@ -77,6 +83,8 @@ class MultiViewDiffusionConfig(ModelConfig):
             raise ValueError(f"default_guidance: expected >= 1 (1 = no guidance), got {self.default_guidance}")
         if self.image_attention_tokens < 0:
             raise ValueError(f"image_attention_tokens: expected >= 0, got {self.image_attention_tokens}")
+        if self.pixel_refiner < 0:
+            raise ValueError(f"pixel_refiner: expected >= 0 (0 = none), got {self.pixel_refiner}")
 
 
 def paper_config() -> MultiViewDiffusionConfig:

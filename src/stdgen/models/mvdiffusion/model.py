@@ -135,6 +135,13 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         p2 = c.patch_size ** 2
         self.unet = UNetBackbone(8 * p2, 4 * p2, c.channels, c.layers_per_block, c.attention_levels, c.temb_dim,
                                  c.norm_groups, make_attention)
+        if c.pixel_refiner:
+            # Full-resolution residual head over (shuffled output, input): its last layer starts at zero,
+            # so a model given it computes what the model without it did until training moves it.
+            self.refiner = nn.Sequential(nn.Conv2d(4 + 8, c.pixel_refiner, 3, padding=1), nn.SiLU(),
+                                         nn.Conv2d(c.pixel_refiner, 4, 3, padding=1))
+            nn.init.zeros_(self.refiner[2].weight)
+            nn.init.zeros_(self.refiner[2].bias)
 
     def flow(self, side: int) -> FlowMatching:
         """The flow-matching objective / sampler for ``side`` px images: the time shift grows with
@@ -164,12 +171,21 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         temb = (temb[:, None, None] + self.domain_emb.weight[None, :, None] + self.view_emb.weight[None, None])
         x = torch.cat([sample, cond[:, None, None].expand(b, d, v, 4, h, w)], dim=3).reshape(b * d * v, 8, h, w)
         p = self.config.patch_size
-        if p > 1:
-            x = F.pixel_unshuffle(x, p)
-        out = self.unet(x, temb.reshape(b * d * v, -1), _Layout(b, d, v, tokens))
+        out = self.unet(F.pixel_unshuffle(x, p) if p > 1 else x, temb.reshape(b * d * v, -1), _Layout(b, d, v, tokens))
         if p > 1:
             out = F.pixel_shuffle(out, p)
+        if self.config.pixel_refiner:
+            out = out + self.refiner(torch.cat([out, x], dim=1))
         return MultiViewDiffusionOutput(out.reshape(b, d, v, 4, h, w))
+
+    def complete_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights of a model without the pixel refiner -> this model's when it has one: the refiner's
+        own initial weights are added (its last layer zero), so the completed model computes exactly
+        what the old one did. Other states pass unchanged."""
+        if not self.config.pixel_refiner or any(k.startswith("refiner.") for k in state):
+            return state
+        own = self.state_dict()
+        return {**state, **{k: v.detach().clone() for k, v in own.items() if k.startswith("refiner.")}}
 
     # ----------------------------------------------------------------------------------- sampling
     @torch.no_grad()
