@@ -177,22 +177,28 @@ def _parse_value(text: str, hint: Any, key: str) -> Any:
         return text
 
 
-def _set(obj: Any, path: list[str], text: str, full: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(obj) if f.init}
-    name = path[0]
+def _field(obj: Any, name: str, full: str, group: bool) -> Any:
+    """The current value of field ``name`` of ``obj``; StdgenError if there is no such field, or if it is
+    (not) a group of settings where ``group`` says the override wants one (is not)."""
+    fields = {f.name for f in dataclasses.fields(obj) if f.init}
     if name not in fields:
         raise StdgenError(f"--set {full}: unknown key {name!r} in {type(obj).__name__}; known: "
                           f"{', '.join(sorted(fields))}")
     current = getattr(obj, name)
+    if group and not dataclasses.is_dataclass(current):
+        raise StdgenError(f"--set {full}: {name!r} is not a group of settings")
+    if not group and dataclasses.is_dataclass(current):
+        raise StdgenError(f"--set {full}: {name!r} is a group; set one of its fields ({name}.FIELD=VALUE)")
+    return current
+
+
+def _set(obj: Any, path: list[str], text: str, full: str) -> Any:
+    name = path[0]
+    current = _field(obj, name, full, group=len(path) > 1)
     if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise StdgenError(f"--set {full}: {name!r} is not a group of settings")
         value = _set(current, path[1:], text, full)
     else:
-        hint = typing.get_type_hints(type(obj)).get(name, Any)
-        if dataclasses.is_dataclass(current):
-            raise StdgenError(f"--set {full}: {name!r} is a group; set one of its fields ({name}.FIELD=VALUE)")
-        value = _parse_value(text, hint, full)
+        value = _parse_value(text, typing.get_type_hints(type(obj)).get(name, Any), full)
     try:
         return dataclasses.replace(obj, **{name: value})  # re-runs __post_init__: validation
     except (ValueError, TypeError) as exc:
@@ -231,19 +237,10 @@ def _set_all(obj: Any, tree: dict[str, Any]) -> Any:
     """``obj`` with every override in ``tree`` (nested names -> ``(text, full key)``) applied by one
     ``dataclasses.replace`` per dataclass, so validation sees them together. Unknown keys and
     unparsable values raise StdgenError; failed validation raises ValueError or TypeError."""
-    fields = {f.name for f in dataclasses.fields(obj) if f.init}
     hints = typing.get_type_hints(type(obj))
     changes = {}
     for name, sub in tree.items():
-        full = _first_key(sub)
-        if name not in fields:
-            raise StdgenError(f"--set {full}: unknown key {name!r} in {type(obj).__name__}; known: "
-                              f"{', '.join(sorted(fields))}")
-        current = getattr(obj, name)
-        if isinstance(sub, dict) != dataclasses.is_dataclass(current):
-            raise StdgenError(f"--set {full}: {name!r} is a group; set one of its fields ({name}.FIELD=VALUE)"
-                              if dataclasses.is_dataclass(current) else
-                              f"--set {full}: {name!r} is not a group of settings")
+        current = _field(obj, name, _first_key(sub), group=isinstance(sub, dict))
         if isinstance(sub, dict):
             changes[name] = _set_all(current, sub)
         else:
