@@ -1,6 +1,7 @@
 """Per-pixel breakdown of the part mask IoU that ``stdgen eval`` reports, for the BODY label.
 
     python benchmarks/part_iou_diag.py PRED_DIR GT_DIR -o OUT_DIR [--limit N] [--names 0900000 ...] [--no-png]
+        [--fit-scale]
 
 For each character it takes exactly the label maps the evaluator compares
 (:func:`stdgen.eval.evaluate_character` with ``keep_images=True``: the truth re-rendered from its
@@ -159,10 +160,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N characters")
     ap.add_argument("--names", nargs="*", help="only these characters")
     ap.add_argument("--no-png", action="store_true")
+    ap.add_argument("--fit-scale", action="store_true", help="as `stdgen eval --fit-scale` (pictures carry no size)")
     a = ap.parse_args()
     from PIL import Image
 
-    from stdgen.eval.protocol import evaluate_character
+    from stdgen.eval.protocol import EvalConfig, evaluate_character
     from stdgen.io.dataset import read_renders
 
     a.output.mkdir(parents=True, exist_ok=True)
@@ -173,7 +175,8 @@ def main() -> None:
     total, total_reg = np.zeros((4, 4), np.int64), np.zeros((len(REGIONS), 4), np.int64)
     rows = []
     for name in names:
-        ev = evaluate_character(a.pred / name, a.gt / name, keep_images=True, geometry=False)
+        ev = evaluate_character(a.pred / name, a.gt / name, EvalConfig(fit_scale=a.fit_scale), keep_images=True,
+                                geometry=False)
         t, p = lab4(ev.true_views.sem), lab4(ev.pred_views.sem)
         renders = read_renders(a.gt / name, layers=("full",), maps=("rgb",))
         region, sem = body_regions(a.gt / name, renders.cameras(renders.view_index("eval")), renders.resolution)

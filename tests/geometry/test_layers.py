@@ -139,8 +139,77 @@ def test_small_components_removed_and_decimation():
     assert tm.is_watertight and abs(tm.volume / (4 / 3 * np.pi) - 1) < 0.03
 
 
+def thin_garment_field(res: int):
+    """A skin sphere (radius 0.5) whose lower half wears a garment a third of a cell thick. Under the
+    garment the field is unsure (body 0.55 / clothes 0.45 down to two cells deep, as an S-LRM's
+    probabilities are at a garment thinner than a cell); the upper half is bare skin (body 1)."""
+    grid = Grid.cube(res, 1.0)
+    h = grid.spacing[0]
+    p = grid.points_numpy()
+    r = np.linalg.norm(p, axis=-1)
+    lower = p[..., 1] < 0
+    f = r - np.where(lower, 0.5 + h / 3, 0.5)
+    probs = np.zeros((*f.shape, 3), np.float32)
+    probs[..., 0] = 1.0
+    unsure = lower & (r > 0.5 - 2 * h)
+    probs[unsure] = (0.55, 0.45, 0.0)
+    return grid, f, probs, h
+
+
+def test_body_margin_keeps_the_body_under_a_thin_garment():
+    grid, f, probs, h = thin_garment_field(48)
+    outer = 0.5 + h / 3
+
+    def body_radii(margin):
+        out = extract_layers(f, probs, grid, LayerConfig(method="flexicubes", layers=False, body_margin=margin))
+        v = out.parts[Part.BODY].vertices
+        return np.linalg.norm(v, axis=1), v[:, 1], out.parts[Part.CLOTHES]
+
+    # The plain argmax: under the garment the body reaches the outer surface (the failure).
+    r, y, clothes = body_radii(0.0)
+    assert (r[y < -0.1] > outer - 0.3 * h).mean() > 0.5
+    # With a margin the body stays a cell or more beneath it, and the garment covers it from below...
+    r, y, clothes = body_radii(0.2)
+    assert r[y < -0.1].max() < outer - h
+    assert _ray_hits(clothes, (0.0, -0.9, 0.0), (0.0, 1.0, 0.0)) >= 1
+    # ... while the bare skin above keeps its surface.
+    assert np.abs(r[y > 0.1] - 0.5).max() < 0.3 * h
+
+
+def test_small_exposed_body_patches_go_to_the_garment():
+    """A body sphere under a clothes shell, with two places where the body wins up to the surface: a
+    big cap on top (bare skin) and a small speck on the side (a garment thinner than a cell)."""
+    from stdgen.geometry.layers import absorb_body_specks
+
+    grid = Grid.cube(48, 1.0)
+    h = grid.spacing[0]
+    p = grid.points_numpy()
+    r = np.linalg.norm(p, axis=-1)
+    f = r - 0.6
+    probs = np.zeros((*f.shape, 3), np.float32)
+    probs[..., 0] = np.where(r < 0.5, 0.9, 0.2)
+    probs[..., 1] = 1.0 - probs[..., 0]
+    cap = p[..., 1] > 0.45
+    speck = np.linalg.norm(p - np.array([0.6, 0.0, 0.0]), axis=-1) < 1.6 * h
+    probs[cap | speck] = (0.9, 0.1, 0.0)
+    out = absorb_body_specks(f, probs, grid, max_size=60)
+    shell = (f <= 0) & (f > -1.5 * h)
+    assert (out[speck & shell].argmax(-1) == 1).all()  # the speck is the garment's now
+    assert (out[cap & shell].argmax(-1) == 0).all()  # the bare cap keeps its skin
+    assert np.array_equal(out[~(speck & shell)], probs[~(speck & shell)])  # nothing else moved
+    # Through extraction: the body surface no longer reaches the outer surface at the speck.
+    for size, reaches in ((0, True), (60, False)):
+        body = extract_layers(f, probs, grid, LayerConfig(layers=False, max_body_speck=size)).parts[Part.BODY]
+        near_speck = np.linalg.norm(body.vertices - np.array([0.6, 0.0, 0.0]), axis=1) < 3 * h
+        assert (np.linalg.norm(body.vertices[near_speck], axis=1).max() > 0.6 - 0.3 * h) == reaches
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="method"):
         LayerConfig(method="dual")
     with pytest.raises(ValueError, match="face_budget"):
         LayerConfig(face_budget=2)
+    with pytest.raises(ValueError, match="body_margin"):
+        LayerConfig(body_margin=1.0)
+    with pytest.raises(ValueError, match="max_body_speck"):
+        LayerConfig(max_body_speck=-1)

@@ -363,3 +363,46 @@ def test_generated_views_are_saved_as_the_dataset_sprites_eval_reads(weights, tm
     for k in range(6):
         np.testing.assert_array_equal(rgb[:, k * side:(k + 1) * side], out.views_rgb[k])
         np.testing.assert_array_equal(normal[:, k * side:(k + 1) * side], out.views_normal[k])
+
+
+def test_inner_layers_are_refined_against_their_own_layer_set():
+    """A body sphere whose lower half a wide bowl of clothes hides: the body's targets follow the
+    generated views where the body shows, and the body's own render where the clothes cover it (its
+    target outline is not the bowl's); the outermost part keeps the whole character's views."""
+    import trimesh
+
+    from stdgen.pipeline.pipeline import layer_set_views
+    from stdgen.refine import RefineViews
+    from stdgen.refine.schedule import FixedLayers, render_stage
+    from stdgen.render.camera import generation_views
+
+    ball = trimesh.creation.icosphere(3, radius=0.4)
+    bowl = trimesh.creation.icosphere(3, radius=0.6)
+    bowl.update_faces(bowl.vertices[bowl.faces].mean(1)[:, 1] < 0.0)
+    bowl.remove_unreferenced_vertices()
+    body, clothes = Mesh(ball.vertices, ball.faces), Mesh(bowl.vertices, bowl.faces)
+    cams = generation_views(center=(0.0, 0.0, 0.0), half_size=1.0)
+
+    def render(meshes):
+        v = torch.as_tensor(np.concatenate([m.vertices for m in meshes]), dtype=torch.float32)
+        off = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
+        f = torch.as_tensor(np.concatenate([m.faces + o for m, o in zip(meshes, off)]), dtype=torch.long)
+        nrm, mask, _ = render_stage(v, f, FixedLayers.build([], "cpu"), cams, (64, 64))
+        return torch.nn.functional.normalize(nrm * 2 - 1, dim=-1, eps=1e-6) * (mask > 0.5), mask[..., 0]
+
+    gen_normal, gen_mask = render([body, clothes])
+    views = RefineViews(torch.ones(6, 64, 64, 3), gen_mask, gen_normal, cams)
+    out = layer_set_views({Part.BODY: body, Part.CLOTHES: clothes}, views)
+    assert out[Part.CLOTHES] is views
+    target = out[Part.BODY]
+    own_normal, own_mask = render([body])
+    bowl_only = (gen_mask > 0.5) & (own_mask < 0.5)
+    assert bowl_only.sum() > 500 and (target.masks[bowl_only] < 0.5).float().mean() > 0.95
+    top = torch.zeros(64, 64, dtype=torch.bool)
+    top[:29] = True  # the upper rows: the bare top of the body (the bowl starts at the middle row)
+    shown = (own_mask > 0.5) & top
+    assert shown.sum() > 100
+    assert torch.allclose(target.masks[shown], gen_mask[shown])
+    hidden = (own_mask > 0.5) & ~top & (gen_normal - own_normal).norm(dim=-1).gt(0.2)
+    assert hidden.sum() > 100  # where the bowl hides the body, the targets are the body's own normals
+    assert torch.allclose(target.normals[hidden], own_normal[hidden], atol=1e-5)

@@ -1,0 +1,129 @@
+"""Compare pipeline settings that act after the multi-view stage, on the same generated views.
+
+    python benchmarks/pipeline_sweep.py PICTURES GT_DIR -o OUT --variant NAME=JSON [--variant ...]
+        [--limit N] [--device cpu]
+
+``PICTURES``: A-pose pictures named like the ground-truth folders (``<id>.png``); ``GT_DIR``: the
+``stdgen data render`` folder of those characters (use the VALIDATION split to choose settings:
+``stdgen data render --split validation``). The six views of each picture are generated once (seed 0,
+default steps) and cached in ``OUT/cache/`` (or taken from an earlier ``stdgen generate`` output,
+``--views-from``); each variant (``NAME={"max_body_speck": 30}``: fields of
+:class:`stdgen.pipeline.PipelineConfig` over its defaults; ``"dilation.margin": 0.003`` sets a field of the
+refinement's :class:`stdgen.refine.dilation.DilationConfig`) then reconstructs, refines and textures from
+those views, writes ``OUT/NAME/<id>/`` (``character.glb``, ``mv_rgb.png``, ``mv_normal.png``) and is
+scored with ``stdgen eval --fit-scale`` into ``OUT/NAME-eval/``. Prints one line of means per variant
+(SSIM, part IoU, semantic accuracy, F@0.01) and writes them to ``OUT/summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = ("ssim", "mask_iou", "iou_body", "iou_clothes", "iou_hair", "semantic_accuracy", "fscore@0.01",
+           "body/fscore@0.01", "clothes/fscore@0.01")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("pictures", type=Path)
+    p.add_argument("gt", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--variant", action="append", default=[], help='NAME={"field": value, ...}')
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--views-from", type=Path, default=None,
+                   help="a `stdgen generate` output folder made with the same canonicaliser and multi-view "
+                        "weights: take each picture's canonical.png, mv_rgb.png and mv_normal.png from it "
+                        "instead of generating them (the same arrays the pipeline would pass on)")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from stdgen.pipeline import PipelineConfig, StdGENPipeline
+    from stdgen.pipeline.outputs import _png_bytes, model_files
+
+    variants = {}
+    for text in args.variant or ['base={}']:
+        name, _, spec = text.partition("=")
+        variants[name] = json.loads(spec or "{}")
+    pics = sorted(p for p in args.pictures.glob("*.png") if (args.gt / p.stem).is_dir())[: args.limit]
+    if not pics:
+        sys.exit(f"no pictures in {args.pictures} with a folder in {args.gt}")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pipe = StdGENPipeline.from_pretrained(device=args.device)
+    cache = args.out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    for pic in pics:
+        f = cache / f"{pic.stem}.npz"
+        if not f.is_file() and args.views_from is not None:
+            from PIL import Image
+
+            src = args.views_from / pic.stem
+            framed = np.asarray(Image.open(src / "canonical.png"))
+            rgb, nrm = (np.stack(np.split(np.asarray(Image.open(src / n)), 6, axis=1))
+                        for n in ("mv_rgb.png", "mv_normal.png"))
+            np.savez_compressed(f, framed=framed, rgb=rgb, normal=nrm)
+        if not f.is_file():
+            framed = pipe.preprocess(str(pic))
+            rgb, nrm = pipe.generate_views(framed, 0, None)
+            np.savez_compressed(f, framed=framed, rgb=rgb, normal=nrm)
+    summary = {}
+    base_refine_config = pipe.refine_config
+    for name, fields in variants.items():
+        # "dilation.<field>" keys set the refinement's DilationConfig; the rest are PipelineConfig fields.
+        dilation = {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith("dilation.")}
+        pipe.config = dataclasses.replace(PipelineConfig(), **{k: v for k, v in fields.items()
+                                                              if not k.startswith("dilation.")})
+        pipe.config.validate()
+
+        def refine_config(dilation=dilation):
+            cfg = base_refine_config()
+            for k, v in dilation.items():
+                setattr(cfg.schedule.dilation, k, v)
+            cfg.validate()
+            return cfg
+
+        pipe.refine_config = refine_config
+        t0 = time.perf_counter()
+        for pic in pics:
+            out = args.out / name / pic.stem
+            if (out / "character.glb").is_file():
+                continue
+            d = np.load(cache / f"{pic.stem}.npz")
+            framed, rgb, nrm = d["framed"], d["rgb"], d["normal"]
+            coarse = pipe.reconstruct(framed, rgb, nrm)
+            character = pipe.refine(coarse, framed, rgb, nrm, 0, lambda *a: None)
+            out.mkdir(parents=True, exist_ok=True)
+            for fname, data in model_files(character).items():
+                (out / fname).write_bytes(data)
+            (out / "mv_rgb.png").write_bytes(_png_bytes(np.concatenate(list(rgb), axis=1)))
+            (out / "mv_normal.png").write_bytes(_png_bytes(np.concatenate(list(nrm), axis=1)))
+        seconds = (time.perf_counter() - t0) / len(pics)
+        report = args.out / f"{name}-eval"
+        subprocess.run([sys.executable, "-m", "stdgen", "eval", str(args.out / name), str(args.gt), "-o", str(report),
+                        "--fit-scale", "--overwrite", "--quiet"], check=True)
+        with open(report / "metrics.csv") as fh:
+            rows = list(csv.DictReader(fh))
+
+        def mean(col: str, rows=rows) -> float:
+            vals = [float(r[col]) for r in rows if r.get(col) not in (None, "", "nan", "not")]
+            return round(float(np.mean(vals)), 4) if vals else float("nan")
+
+        summary[name] = {"fields": fields, "n": len(rows), "seconds_per_picture": round(seconds, 1),
+                         **{c: mean(c) for c in COLUMNS}}
+        print(name, json.dumps({k: v for k, v in summary[name].items() if k != "fields"}), flush=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
