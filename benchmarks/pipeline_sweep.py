@@ -46,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
                         "instead of generating them (the same arrays the pipeline would pass on)")
     args = p.parse_args(argv)
 
-    import torch
-
     from stdgen.pipeline import PipelineConfig, StdGENPipeline
     from stdgen.pipeline.outputs import _png_bytes, model_files
 
@@ -58,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     pics = sorted(p for p in args.pictures.glob("*.png") if (args.gt / p.stem).is_dir())[: args.limit]
     if not pics:
         sys.exit(f"no pictures in {args.pictures} with a folder in {args.gt}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     pipe = StdGENPipeline.from_pretrained(device=args.device)
     cache = args.out / "cache"
     cache.mkdir(parents=True, exist_ok=True)

@@ -157,14 +157,10 @@ def absorb_body_specks(sdf: np.ndarray, probs: np.ndarray, grid: Grid, max_size:
     if not hit.any():
         return probs
     out = probs.copy()
-    p = out[hit]  # (N, K)
-    others = p.copy()
-    others[:, body] = -np.inf
-    second = others.argmax(-1)
+    p = out[hit]  # (N, K); the body wins at each of these samples
     rows = np.arange(len(p))
-    top = p[rows, body].copy()
-    p[rows, body] = p[rows, second]
-    p[rows, second] = top
+    second = np.argsort(p, axis=-1)[:, -2]
+    p[rows, body], p[rows, second] = p[rows, second], p[rows, body].copy()
     out[hit] = p
     return out
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from stdgen.errors import StdgenError
-from stdgen.utils.config import ConfigMixin, check_range
+from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,7 @@ class PipelineConfig(ConfigMixin):
         check_range(self, "texture_size", 16, 8192, integer=True)
         check_range(self, "front_texture_weight", 0, 1000)
         check_range(self, "front_silhouette_weight", 0, 1000)
-        if not isinstance(self.layer_targets, bool):
-            raise ValueError(f"PipelineConfig.layer_targets: expected true or false, got {self.layer_targets!r}")
+        check_choice(self, "layer_targets", (True, False))
         check_range(self, "preview_size", 16, 2048, integer=True)
         check_range(self, "turntable_frames", 1, 360, integer=True)
 
@@ -622,6 +621,7 @@ def layer_set_views(coarse_parts: dict, views, grow_px: int = 2) -> dict:
 
     from stdgen.refine import RefineViews
     from stdgen.refine.schedule import FixedLayers, render_stage
+    from stdgen.structures.mesh import merge_meshes
     from stdgen.structures.semantics import PARTS
 
     present = [p for p in PARTS if p in coarse_parts and not coarse_parts[p].is_empty]
@@ -633,10 +633,9 @@ def layer_set_views(coarse_parts: dict, views, grow_px: int = 2) -> dict:
     for i, p in enumerate(present[:-1]):
         inner = [coarse_parts[q] for q in present[: i + 1]]
         outer = [coarse_parts[q] for q in present[i + 1:]]
-        v = np.concatenate([m.vertices for m in inner]).astype(np.float32)
-        offsets = np.cumsum([0] + [len(m.vertices) for m in inner[:-1]])
-        f = np.concatenate([m.faces + o for m, o in zip(inner, offsets)]).astype(np.int64)
-        x, tri = torch.from_numpy(v), torch.from_numpy(f)
+        layer_set = merge_meshes(inner)
+        x = torch.as_tensor(layer_set.vertices, dtype=torch.float32)
+        tri = torch.as_tensor(layer_set.faces, dtype=torch.long)
         with torch.no_grad():
             nrm, mask, _ = render_stage(x, tri, FixedLayers.build([], "cpu"), cams, side)
             _, _, shown = render_stage(x, tri, FixedLayers.build([(m.vertices, m.faces) for m in outer], "cpu"),
