@@ -1,13 +1,14 @@
 """Compare pipeline settings that act after the multi-view stage, on the same generated views.
 
     python benchmarks/pipeline_sweep.py PICTURES GT_DIR -o OUT --variant NAME=JSON [--variant ...]
-        [--limit N] [--device cpu]
+        [--limit N] [--device cpu] [--pose apose|auto] [--canon-steps N] [--mv-steps N] [--cache-only]
 
-``PICTURES``: A-pose pictures named like the ground-truth folders (``<id>.png``); ``GT_DIR``: the
-``stdgen data render`` folder of those characters (use the VALIDATION split to choose settings:
-``stdgen data render --split validation``). The six views of each picture are generated once (seed 0,
-default steps) and cached in ``OUT/cache/`` (or taken from an earlier ``stdgen generate`` output,
-``--views-from``); each variant (``NAME={"max_body_speck": 30}``: fields of
+``PICTURES``: A-pose pictures (``--pose auto``: any pose, canonicalised first) named like the
+ground-truth folders (``<id>.png``); ``GT_DIR``: the ``stdgen data render`` folder of those
+characters (use the VALIDATION split to choose settings: ``stdgen data render --split validation``).
+The canonical picture and six views of each picture are generated once (seed 0, the pipeline's
+default steps unless ``--canon-steps`` / ``--mv-steps``) and cached in ``OUT/cache/`` (or taken from an
+earlier ``stdgen generate`` output, ``--views-from``); each variant (``NAME={"max_body_speck": 30}``: fields of
 :class:`stdgen.pipeline.PipelineConfig` over its defaults; ``"dilation.margin": 0.003`` sets a field of the
 refinement's :class:`stdgen.refine.dilation.DilationConfig`) then reconstructs, refines and textures from
 those views, writes ``OUT/NAME/<id>/`` (``character.glb``, ``mv_rgb.png``, ``mv_normal.png``) and is
@@ -40,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[], help='NAME={"field": value, ...}')
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--pose", choices=("apose", "auto"), default="apose",
+                   help="auto: posed pictures are canonicalised first (seed 0, default steps), as `stdgen "
+                        "generate --pose auto` does; apose (the default): the pictures are in A-pose")
+    p.add_argument("--cache-only", action="store_true", help="make the view cache and stop")
+    p.add_argument("--mv-steps", type=int, default=None,
+                   help="sampler steps of the multi-view model when the cache is made (default: its own)")
+    p.add_argument("--canon-steps", type=int, default=None,
+                   help="sampler steps of the canonicaliser when the cache is made (default: its own)")
     p.add_argument("--views-from", type=Path, default=None,
                    help="a `stdgen generate` output folder made with the same canonicaliser and multi-view "
                         "weights: take each picture's canonical.png, mv_rgb.png and mv_normal.png from it "
@@ -70,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                         for n in ("mv_rgb.png", "mv_normal.png"))
             np.savez_compressed(f, framed=framed, rgb=rgb, normal=nrm)
         if not f.is_file():
-            framed = pipe.preprocess(str(pic))
-            rgb, nrm = pipe.generate_views(framed, 0, None)
+            # "framed" holds the canonical picture: what reconstruction and refinement read.
+            framed, _ = pipe.canonicalize(pipe.preprocess(str(pic)), args.pose, 0, args.canon_steps)
+            rgb, nrm = pipe.generate_views(framed, 0, args.mv_steps)
             np.savez_compressed(f, framed=framed, rgb=rgb, normal=nrm)
+    if args.cache_only:
+        return 0
     summary = {}
     base_refine_config = pipe.refine_config
     for name, fields in variants.items():

@@ -129,6 +129,30 @@ def test_hue_matrix():
     assert math.isclose(float(np.linalg.det(hue_matrix(50.0))), 1.0, rel_tol=1e-5)
 
 
+def test_skin_recolor_draws_every_skin_tone_evenly():
+    from stdgen.data.procedural.params import SKIN_TONES
+
+    # Off: exactly the plain re-colouring's draws (runs without it are unchanged).
+    for seed in range(3):
+        np.testing.assert_array_equal(random_recolor(np.random.default_rng(seed)),
+                                      random_recolor(np.random.default_rng(seed), (0.9, 0.8, 0.7), 0.0))
+    source = np.array([0.99, 0.88, 0.80])
+    nearest = []
+    for seed in range(400):
+        m = random_recolor(np.random.default_rng(seed), tuple(source), 1.0)
+        assert np.count_nonzero(m[Part.BODY] - np.diag(np.diag(m[Part.BODY]))) == 0  # per-channel gains
+        tone = m[Part.BODY] @ source  # the source skin maps to a tone of the table (+ small jitter)
+        d = np.linalg.norm(np.asarray(SKIN_TONES) - tone, axis=1)
+        assert d.min() < 0.05
+        nearest.append(int(d.argmin()))
+    counts = np.bincount(nearest, minlength=len(SKIN_TONES))
+    # The two darkest tones (the generator's rarest, 3-4 %) now come about 1 in 10 times each.
+    dark = np.argsort([sum(t) for t in SKIN_TONES])[:2]
+    assert all(counts[i] >= 20 for i in dark), counts
+    # Without a known tone (an imported VRM character) the skin is kept.
+    np.testing.assert_array_equal(random_recolor(np.random.default_rng(0), None, 1.0)[Part.BODY], np.eye(3))
+
+
 def test_random_backgrounds_are_shared_by_the_layer_sets_of_a_view():
     b = next(iter(_stream(background="random", count=2, maps=("rgb",))))
     empty = b["alpha"][..., 0, :, :] == 0  # (B, L, V, H, W)

@@ -239,6 +239,55 @@ def test_rendered_vertex_colors_show_the_surface_not_the_field_at_the_vertex():
         ReconstructConfig(color_samples=-1)
 
 
+def test_exposed_body_takes_the_class_the_field_renders():
+    # A sphere of radius 0.5: below y = 0.2 a clothes shell 0.015 thick (a sixth of a grid cell) over
+    # the body, above it bare body. Grid samples under the surface are body by argmax (but the few
+    # inside the shell); the rendering along the normal sees the shell first, so below y = 0.2 the
+    # exposed body becomes clothes, above it stays body, and deep samples are untouched.
+    from stdgen.geometry.grid import Grid
+    from stdgen.models.slrm.reconstruct import ReconstructConfig, relabel_exposed_body
+
+    def query(planes, pts):
+        r = pts.norm(dim=-1)
+        shell = (r > 0.485) & (pts[..., 1] < 0.2)
+        logits = torch.zeros(*r.shape, 3)
+        logits[..., 0] = torch.where(shell, -4.0, 4.0)
+        logits[..., 1] = torch.where(shell, 4.0, -4.0)
+        return FieldOutput(r - 0.5, 400 * torch.sigmoid((0.5 - r) / 0.003), torch.full((*r.shape, 3), 0.5), logits)
+
+    class Model:
+        pass
+
+    m = Model()
+    m.query = query
+    grid = Grid.cube(24)
+    pts = grid.points("cpu", torch.float32)
+    f = query(None, pts.reshape(1, -1, 3))
+    sdf, probs = f.sdf[0].reshape(grid.shape), torch.softmax(f.logits[0], -1).reshape(*grid.shape, 3)
+    before = probs.argmax(-1)
+    out, changed = relabel_exposed_body(m, None, sdf, probs, grid, ReconstructConfig(color_samples=32))
+    win = out.argmax(-1)
+    y = pts[..., 1]
+    band = (sdf <= 0) & (sdf > -1.5 * grid.spacing[0]) & (before == int(Part.BODY))
+    low, high = band & (y < 0.1), band & (y > 0.3)
+    assert low.sum() > 50 and high.any()
+    assert changed == int(((win == int(Part.CLOTHES)) & (before == int(Part.BODY))).sum())
+    assert (win[low] == int(Part.CLOTHES)).all()
+    assert (win[high] == int(Part.BODY)).all()
+    assert (win[sdf <= -1.5 * grid.spacing[0]] == int(Part.BODY)).all()
+    # Swapped, not rescaled: each sample keeps its set of probabilities.
+    torch.testing.assert_close(out.sort(-1).values, probs.sort(-1).values)
+    # Without the shell nothing changes hands.
+    def bare(planes, pts):
+        g = query(planes, pts)
+        g.logits[..., 0], g.logits[..., 1] = 4.0, -4.0
+        return g
+
+    m.query = bare
+    out2, changed2 = relabel_exposed_body(m, None, sdf, probs, grid, ReconstructConfig())
+    assert changed2 == 0 and torch.equal(out2, probs)
+
+
 @pytest.mark.parametrize("encoder", ["conv", "vit"])
 def test_widen_input_state_keeps_the_rgb_model(encoder):
     # RGB weights loaded into a model that also reads normals compute what the RGB model did

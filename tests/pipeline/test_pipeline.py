@@ -89,6 +89,27 @@ def test_posed_picture_is_canonicalised(pipe, monkeypatch):
     assert out.character.body.colors is not None and out.character.body.texture is None
 
 
+def test_canonicaliser_steps_default_to_the_pipelines_and_steps_overrides_them(weights, monkeypatch):
+    import dataclasses
+
+    pipe = StdGENPipeline.from_pretrained(weights, config=dataclasses.replace(tiny_config(), canonicalize_steps=3))
+    monkeypatch.setattr(pipe.canonicalizer, "is_a_pose", lambda image: (False, 0.1))
+    real, asked = pipe.canonicalizer.canonicalize, []
+
+    def record(x, **kw):
+        asked.append(kw["steps"])
+        return real(x, **kw)
+
+    monkeypatch.setattr(pipe.canonicalizer, "canonicalize", record)
+    framed = pipe.preprocess(figure_picture())
+    pipe.canonicalize(framed, "auto", 0, None)
+    pipe.canonicalize(framed, "auto", 0, 5)
+    pipe.config = dataclasses.replace(pipe.config, canonicalize_steps=0)  # 0: the model's own default
+    pipe.canonicalize(framed, "auto", 0, None)
+    assert asked == [3, 5, None]
+    assert PipelineConfig().canonicalize_steps == 2
+
+
 def test_auto_pose_skips_when_the_check_says_apose(pipe, monkeypatch):
     monkeypatch.setattr(pipe.canonicalizer, "is_a_pose", lambda image: (True, 0.9))
     monkeypatch.setattr(pipe.canonicalizer, "canonicalize", lambda *a, **k: pytest.fail("must not redraw"))

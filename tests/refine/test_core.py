@@ -69,6 +69,29 @@ def test_one_set_of_views_serves_every_stage_and_vertex_mode(standin, standin_vi
         refine_and_texture({Part.HAIR: coarse[Part.HAIR]}, full, cfg)
 
 
+def test_textures_are_baked_from_texture_views_when_given(standin, standin_views):
+    # The same refinement; the bake reads texture_views (twice the side, every pixel pure red) instead
+    # of the views it was compared with: every part's seen texels come out red, and the geometry is
+    # the same as without them.
+    _, coarse = standin
+    full = _views(standin_views)[Part.HAIR]
+    cfg = _fast()
+    cfg.texture.mode = "vertex"
+    parts = {Part.BODY: coarse[Part.BODY], Part.HAIR: coarse[Part.HAIR]}
+    v, h, w = full.masks.shape
+    red = torch.zeros(v, 2 * h, 2 * w, 3)
+    red[..., 0] = 1
+    masks = torch.nn.functional.interpolate(full.masks[:, None].float(), scale_factor=2, mode="nearest")[:, 0]
+    tex = RefineViews(red, masks, torch.zeros(v, 2 * h, 2 * w, 3), full.cameras)
+    plain = refine_parts(parts, full, cfg)
+    out = refine_parts(parts, full, cfg, texture_views=tex)
+    for p in parts:
+        np.testing.assert_array_equal(out.refined[p].vertices, plain.refined[p].vertices)
+        c = out.textured[p].colors
+        assert np.allclose(c, [1, 0, 0], atol=1e-5), c[:3]
+        assert not np.allclose(plain.textured[p].colors, [1, 0, 0], atol=0.05)
+
+
 def test_views_check_their_shapes(standin_views):
     cams, renders = standin_views
     r = renders[Part.BODY]

@@ -72,6 +72,9 @@ class StreamConfig:
     augmented arms included), not from the ``posed_input`` scene. ``points3d_fill_gaps``: the air
     between a garment (or hair) and the layers inside it is labelled as that garment, the
     voxeliser's convention (:func:`fill_layer_gaps`), instead of outside.
+
+    ``skin_recolor``: in pool mode, the share of variants whose skin is re-toned to an evenly drawn
+    skin tone (:func:`random_recolor`), so dark and pale skin are seen equally often.
     """
 
     batch_size: int = 8
@@ -108,6 +111,7 @@ class StreamConfig:
     points3d: int = 0
     points3d_spread: float = 0.005
     points3d_fill_gaps: bool = False
+    skin_recolor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.views not in ("eval", "gen"):
@@ -124,7 +128,7 @@ class StreamConfig:
             raise ValueError(f"layers: unknown {sorted(unknown)}; choose from {LAYER_ORDER}")
         if self.batch_size < 1 or self.workers < 0 or self.pool_size < 0 or self.random_views < 0:
             raise ValueError("batch_size must be >= 1; workers, pool_size and random_views >= 0")
-        for name in ("apose_input_fraction", "posed_perspective", "pool_refresh"):
+        for name in ("apose_input_fraction", "posed_perspective", "pool_refresh", "skin_recolor"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)}")
         self.posed_scale = tuple(self.posed_scale)
@@ -164,12 +168,22 @@ def hue_matrix(hue_deg: float, saturation: float = 1.0, value: float = 1.0) -> n
     return (value * (grey + saturation * rot @ (np.eye(3) - grey))).astype(np.float32)
 
 
-def random_recolor(rng: np.random.Generator) -> np.ndarray:
-    """(3, 3, 3) per-part colour maps for a re-coloured variant: the body (skin, eyes) kept, clothes
-    and hair get independent random hues, saturations and brightnesses."""
+def random_recolor(rng: np.random.Generator, skin_tone=None, skin_recolor: float = 0.0) -> np.ndarray:
+    """(3, 3, 3) per-part colour maps for a re-coloured variant: clothes and hair get independent
+    random hues, saturations and brightnesses; the body (skin, eyes) is kept, except that with
+    probability ``skin_recolor`` (and a known ``skin_tone``, the character's sRGB skin colour) its
+    skin is re-toned to one of :data:`~stdgen.data.procedural.params.SKIN_TONES` drawn **evenly**
+    (the generator draws the two darkest 3-4 % of the time), by the per-channel ratio of the two
+    tones. With ``skin_recolor`` 0 the draws are exactly those of the plain re-colouring."""
     mats = np.stack([np.eye(3, dtype=np.float32)] * 3)
     for part in (Part.CLOTHES, Part.HAIR):
         mats[part] = hue_matrix(rng.uniform(0, 360), rng.uniform(0.7, 1.3), rng.uniform(0.8, 1.15))
+    if skin_recolor > 0 and skin_tone is not None and rng.uniform() < skin_recolor:
+        from stdgen.data.procedural.params import SKIN_TONES
+
+        target = np.asarray(SKIN_TONES[int(rng.integers(len(SKIN_TONES)))]) + rng.normal(0, 0.012, 3)
+        ratio = np.clip(target, 0.05, 1.0) / np.clip(np.asarray(skin_tone, np.float64), 0.05, 1.0)
+        mats[Part.BODY] = np.diag(ratio.astype(np.float32))
     return mats
 
 
@@ -428,7 +442,8 @@ class CharacterSource(IterableDataset):
 
             character = character.with_pose(augmented_a_pose(character.skeleton, rng))
         if rng is not None:
-            color = random_recolor(rng)
+            tone = (character.meta.get("body") or {}).get("skin_tone") if c.skin_recolor > 0 else None
+            color = random_recolor(rng, tone, c.skin_recolor)
         light_seed = seed if variant == 0 else _derive_seed(seed, 1000 + variant)
         scene = scene_from_character(character, topology=topology)
         posed = None

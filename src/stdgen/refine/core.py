@@ -188,7 +188,8 @@ def refine_parts(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping
                  config: RefineConfig | None = None, *, device: str | torch.device = "cpu",
                  on_step: StepCallback | None = None,
                  on_part_done: Callable[[Part, Mesh], None] | None = None,
-                 on_texture_done: Callable[[Part, Mesh], None] | None = None) -> RefineOutput:
+                 on_texture_done: Callable[[Part, Mesh], None] | None = None,
+                 texture_views: RefineViews | Mapping[Part, RefineViews] | None = None) -> RefineOutput:
     """:func:`refine_and_texture` with everything it measured (see :class:`RefineOutput`)."""
     cfg = config or RefineConfig()
     cfg.validate()
@@ -231,7 +232,7 @@ def refine_parts(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping
         for p in [p for p in PARTS if not refined[p].is_empty]:
             scene = merge_meshes([Mesh(refined[q].vertices, refined[q].faces) for q in PARTS
                                   if q <= p and not refined[q].is_empty])
-            sv = stage_views(views, p)
+            sv = stage_views(views if texture_views is None else texture_views, p)
             atlas = atlases[p].result() if p in atlases else None
             textured[p] = texture_part(refined[p], sv.rgba(dev), sv.cameras, scene.vertices, scene.faces, tex,
                                        device=dev, atlas=atlas)
@@ -249,7 +250,8 @@ def refine_parts(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping
 def refine_and_texture(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping[Part, RefineViews],
                        config: RefineConfig | None = None, *, device: str | torch.device = "cpu",
                        on_step: StepCallback | None = None,
-                       on_part_done: Callable[[Part, Mesh], None] | None = None) -> Character:
+                       on_part_done: Callable[[Part, Mesh], None] | None = None,
+                       texture_views: RefineViews | Mapping[Part, RefineViews] | None = None) -> Character:
     """Refine the coarse parts against the views and texture them; return the textured character.
 
     Args:
@@ -261,6 +263,8 @@ def refine_and_texture(coarse_parts: Mapping[Part, Mesh], views: RefineViews | M
             stage; remeshing is the only host step).
         on_step: ``on_step(part, step, total, terms)`` after every optimisation step.
         on_part_done: ``on_part_done(part, mesh)`` as each part's geometry is final (untextured).
+        texture_views: the views the textures are baked from, if not ``views`` (same cameras, any
+            resolution: e.g. the picture at its own size, sharper than refinement needs).
 
     Returns:
         A :class:`~stdgen.structures.character.Character` in the rest pose, without a skeleton:
@@ -268,4 +272,4 @@ def refine_and_texture(coarse_parts: Mapping[Part, Mesh], views: RefineViews | M
         ``uv_faces`` and ``texture`` (or vertex ``colors`` when ``config.texture.mode == "vertex"``).
     """
     return refine_parts(coarse_parts, views, config, device=device, on_step=on_step,
-                        on_part_done=on_part_done).character
+                        on_part_done=on_part_done, texture_views=texture_views).character

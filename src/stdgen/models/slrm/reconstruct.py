@@ -43,6 +43,15 @@ class ReconstructConfig:
             supervision puts its zero set where the rendering weights are not centred, and read
             there its colour shows contour-like bands).
         color_depth: half length of those rays, in normalised units (the box is ``[-1, 1]^3``).
+        rendered_labels: the class at the surface is **rendered**, as training supervised it:
+            ``"body"``: at each grid sample where the body wins within 1.5 cells under the
+            surface, a ray like the colour rays (``color_samples`` samples over
+            ``+-color_depth``, all parts kept) comes in along the SDF gradient through the nearest
+            surface point; where the class it renders is clothes or hair, that part takes the
+            sample (its probability swapped with the body's). Under a garment thinner than a cell
+            the body wins the grid samples (a tight glove or sock came out as skin) while the
+            rendering says garment. ``"all"``: every part's samples in that band take the rendered
+            class. ``"off"``: the argmax at the grid samples (the paper's Eq. 10 as is).
     """
 
     grid_resolution: int = 128
@@ -51,6 +60,7 @@ class ReconstructConfig:
     layers: LayerConfig = field(default_factory=lambda: LayerConfig(method="flexicubes", layers=False))
     color_samples: int = 16
     color_depth: float = 0.03
+    rendered_labels: str = "off"
 
     def __post_init__(self) -> None:
         if not 16 <= self.grid_resolution <= 512:
@@ -61,6 +71,8 @@ class ReconstructConfig:
             raise ValueError(f"ReconstructConfig.chunk: {self.chunk} must be at least 1024")
         if not 0 <= self.color_samples <= 256:
             raise ValueError(f"ReconstructConfig.color_samples: {self.color_samples} is out of range [0, 256]")
+        if self.rendered_labels not in ("off", "body", "all"):
+            raise ValueError(f"ReconstructConfig.rendered_labels: {self.rendered_labels!r}; expected off, body or all")
         if not 0 < self.color_depth <= 0.5:
             raise ValueError(f"ReconstructConfig.color_depth: {self.color_depth} is out of range (0, 0.5]")
 
@@ -115,6 +127,58 @@ def occupied_grid(model: SLRM, planes: torch.Tensor, config: ReconstructConfig, 
     hi_i = np.ceil((hi + config.bound) / spacing).astype(int)
     hi_i = np.maximum(hi_i, lo_i + 1)
     return Grid(tuple(int(n) for n in hi_i - lo_i + 1), tuple(-config.bound + lo_i * spacing), (spacing,) * 3)
+
+
+@torch.no_grad()
+def relabel_exposed_body(model: SLRM, planes: torch.Tensor, sdf: torch.Tensor, probs: torch.Tensor, grid: Grid,
+                         config: ReconstructConfig, depth_cells: float = 1.5, parts: str = "body"
+                         ) -> tuple[torch.Tensor, int]:
+    """``probs`` ``(X, Y, Z, K)`` with the exposed body (``parts="all"``: every exposed sample)
+    handed to the part the field **renders** there (see ``ReconstructConfig.rendered_labels``);
+    ``sdf`` ``(X, Y, Z)`` on ``grid``. Returns the new probabilities and the number of samples that
+    changed hands."""
+    body = int(Part.BODY)
+    spacing = torch.tensor(grid.spacing, device=sdf.device, dtype=torch.float32)
+    current = probs.argmax(-1)
+    band = (sdf <= 0) & (sdf > -depth_cells * float(spacing.min()))
+    if parts == "body":
+        band &= current == body
+    idx = band.nonzero()
+    if len(idx) == 0 or min(grid.shape) < 2:
+        return probs, 0
+    grads = torch.gradient(sdf, spacing=tuple(float(x) for x in grid.spacing))
+    n = torch.stack([g[band] for g in grads], -1)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    x = torch.tensor(grid.origin, device=sdf.device, dtype=torch.float32) + idx.float() * spacing
+    surface = x - sdf[band][:, None] * n  # the nearest surface point (sdf < 0: outwards)
+    s, d = config.color_samples or 16, config.color_depth
+    t = (torch.arange(s, device=sdf.device, dtype=torch.float32) + 0.5) / s * 2 * d
+    rendered = torch.empty(len(idx), probs.shape[-1], device=sdf.device)
+    opacity = torch.empty(len(idx), device=sdf.device)
+    step = max(1, config.chunk // s)
+    for i in range(0, len(idx), step):
+        o, nn = surface[i:i + step] + n[i:i + step] * d, n[i:i + step]
+        pts = o[:, None] - nn[:, None] * t[None, :, None]  # (k, S, 3)
+        f = model.query(planes, pts.reshape(1, -1, 3))
+        k = o.shape[0]
+        b = composite(f.sigma.float().reshape(k, s), f.rgb.float().reshape(k, s, 3), t.expand(k, s),
+                      logits=f.logits.float().reshape(k, s, -1), kept=LAYER_SETS["full"])
+        rendered[i:i + step] = b.semantics
+        opacity[i:i + step] = b.opacity
+    winner = rendered.argmax(-1)
+    was = current[band]
+    flip = (winner != was) & (opacity > 0.5)
+    if not bool(flip.any()):
+        return probs, 0
+    out = probs.clone()
+    sel = idx[flip]
+    p = out[sel[:, 0], sel[:, 1], sel[:, 2]]  # (M, K)
+    rows = torch.arange(len(p), device=p.device)
+    w, v = winner[flip], was[flip]
+    pv, pw = p[rows, v].clone(), p[rows, w].clone()
+    p[rows, v], p[rows, w] = pw, pv
+    out[sel[:, 0], sel[:, 1], sel[:, 2]] = p
+    return out, int(flip.sum())
 
 
 #: The layer set whose rendering shows each part's own surface (Eqs. 6-8): the parts inside it kept.
@@ -175,6 +239,8 @@ def reconstruct(model: SLRM, views: torch.Tensor, world_to_cam: torch.Tensor, pr
     t0 = time.perf_counter()
     grid = occupied_grid(model, planes, config)
     sdf, probs = field_on_grid(model, planes, grid, config.chunk)
+    if config.rendered_labels != "off":
+        probs, _ = relabel_exposed_body(model, planes, sdf, probs, grid, config, parts=config.rendered_labels)
     sync()
     seconds["field"] = time.perf_counter() - t0
     t0 = time.perf_counter()

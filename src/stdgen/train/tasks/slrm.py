@@ -149,6 +149,8 @@ class SLRMPreset(Preset):
         use_normals: feed the views' normal maps as three more input channels.
         degrade: probability that an input view is degraded (blur, colour, noise, shift).
         workers, pool_size: the stream's character workers and pool (see ``StreamConfig``).
+        skin_recolor: share of pool variants whose skin is re-toned to an evenly drawn skin tone
+            (``StreamConfig.skin_recolor``): dark-skinned limbs were labelled clothes by run 5.
         loss: the loss weights.
         val_seeds: validation characters rendered by ``validate``.
     """
@@ -179,6 +181,7 @@ class SLRMPreset(Preset):
     degrade: float = 0.5
     workers: int = 14
     pool_size: int = 24
+    skin_recolor: float = 0.0
     loss: SLRMLossWeights = field(default_factory=SLRMLossWeights)
     val_seeds: int = 4
 
@@ -191,7 +194,7 @@ class SLRMPreset(Preset):
             "ray_stride": self.ray_stride >= 1 and self.resolution % self.ray_stride == 0,
             "num_uniform": self.num_uniform >= 2, "num_guided": self.num_guided >= 0,
             "guide_spread": self.guide_spread > 0, "eikonal_points": self.eikonal_points >= 0,
-            "points3d": self.points3d >= 0,
+            "points3d": self.points3d >= 0, "skin_recolor": 0.0 <= self.skin_recolor <= 1.0,
             "stage1_step": self.stage1_step >= 0,
             "stage2_step": self.stage2_step >= self.stage1_step,
             "stage3_step": self.stage3_step >= self.stage2_step, "stage3_grid": 8 <= self.stage3_grid <= 512,
@@ -419,7 +422,7 @@ class SLRMTask(Task):
                             pool_size=p.pool_size if pool_size is None else pool_size, background="white",
                             device=str(device), rank=rank, world_size=world_size, seed=seed,
                             points3d=p.points3d if points3d is None else points3d,
-                            points3d_fill_gaps=p.points3d_fill_gaps)
+                            points3d_fill_gaps=p.points3d_fill_gaps, skin_recolor=p.skin_recolor)
 
     def batches(self, *, rank: int, world_size: int, device, seed: int, start: int = 0) -> Iterator[dict]:
         """Endless stream batches of this rank's share. A resumed run (``start`` steps done) starts
