@@ -602,6 +602,15 @@ class StdGENPipeline:
 
         cfg = self.refine_config()
         views = self.refine_views(canonical, views_rgb, views_normal)
+        texture_views = None
+        side = self.config.texture_view_resolution
+        if side and side != self.config.refine_resolution:
+            from stdgen.refine import RefineViews
+
+            # The bake reads colours and coverage only: the picture at this side, no normals.
+            rgba = self.front_replaced(canonical, views_rgb, side).permute(0, 2, 3, 1)  # (6, S, S, 4)
+            texture_views = RefineViews(rgba[..., :3].contiguous(), rgba[..., 3].contiguous(),
+                                        torch.zeros(*rgba.shape[:3], 3), views.cameras)
         coarse_parts = {Part.BODY: coarse.body}
         if coarse.clothes:
             coarse_parts[Part.CLOTHES] = coarse.clothes[0]
@@ -623,15 +632,6 @@ class StdGENPipeline:
             p = Part.parse(part)
             report("refine", min(0.99, (done_before.get(p, 0) + min(step + 1, steps.get(p, n))) / max(1, total)))
 
-        texture_views = None
-        side = self.config.texture_view_resolution
-        if side and side != self.config.refine_resolution:
-            from stdgen.refine import RefineViews
-
-            rgba = self.front_replaced(canonical, views_rgb, side).permute(0, 2, 3, 1)  # (6, S, S, 4)
-            first = views if not isinstance(views, dict) else next(iter(views.values()))
-            texture_views = RefineViews(rgba[..., :3].contiguous(), rgba[..., 3].contiguous(),
-                                        torch.zeros(*rgba.shape[:3], 3), first.cameras)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         # Refinement draws no random numbers today; a seeded, forked torch state keeps it so if one is added.
         with torch.random.fork_rng(devices=devices):

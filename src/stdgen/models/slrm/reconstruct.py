@@ -151,20 +151,8 @@ def relabel_exposed_body(model: SLRM, planes: torch.Tensor, sdf: torch.Tensor, p
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     x = torch.tensor(grid.origin, device=sdf.device, dtype=torch.float32) + idx.float() * spacing
     surface = x - sdf[band][:, None] * n  # the nearest surface point (sdf < 0: outwards)
-    s, d = config.color_samples or 16, config.color_depth
-    t = (torch.arange(s, device=sdf.device, dtype=torch.float32) + 0.5) / s * 2 * d
-    rendered = torch.empty(len(idx), probs.shape[-1], device=sdf.device)
-    opacity = torch.empty(len(idx), device=sdf.device)
-    step = max(1, config.chunk // s)
-    for i in range(0, len(idx), step):
-        o, nn = surface[i:i + step] + n[i:i + step] * d, n[i:i + step]
-        pts = o[:, None] - nn[:, None] * t[None, :, None]  # (k, S, 3)
-        f = model.query(planes, pts.reshape(1, -1, 3))
-        k = o.shape[0]
-        b = composite(f.sigma.float().reshape(k, s), f.rgb.float().reshape(k, s, 3), t.expand(k, s),
-                      logits=f.logits.float().reshape(k, s, -1), kept=LAYER_SETS["full"])
-        rendered[i:i + step] = b.semantics
-        opacity[i:i + step] = b.opacity
+    _, opacity, rendered, _ = render_along_normals(model, planes, surface, n, "full", config,
+                                                   config.color_samples or 16)
     winner = rendered.argmax(-1)
     was = current[band]
     flip = (winner != was) & (opacity > 0.5)
@@ -186,28 +174,39 @@ PART_LAYER_SET: dict[Part, str] = {Part.BODY: "body", Part.CLOTHES: "body_clothe
 
 
 @torch.no_grad()
+def render_along_normals(model: SLRM, planes: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
+                         layer_set: str, config: ReconstructConfig, samples: int):
+    """The field's rendering (layer set ``layer_set``) of a short ray per point ``(P, 3)``, P >= 1, that comes
+    in along ``-normal`` (unit ``(P, 3)``) from ``color_depth`` outside the point to ``color_depth``
+    inside, ``samples`` samples. Returns colour ``(P, 3)`` (premultiplied), opacity ``(P,)``, class
+    distribution ``(P, K)`` (sums to the opacity) and the colour field at the middle sample ``(P, 3)``."""
+    s, d = samples, config.color_depth
+    t = (torch.arange(s, device=points.device, dtype=torch.float32) + 0.5) / s * 2 * d  # (S,)
+    out: list[tuple[torch.Tensor, ...]] = []
+    step = max(1, config.chunk // s)
+    for i in range(0, points.shape[0], step):
+        v, n = points[i:i + step].float(), normals[i:i + step].float()
+        pts = (v + n * d)[:, None] - n[:, None] * t[None, :, None]  # (k, S, 3)
+        f = model.query(planes, pts.reshape(1, -1, 3))
+        k = v.shape[0]
+        rgb = f.rgb.float().reshape(k, s, 3)
+        b = composite(f.sigma.float().reshape(k, s), rgb, t.expand(k, s),
+                      logits=f.logits.float().reshape(k, s, -1), kept=LAYER_SETS[layer_set])
+        out.append((b.color, b.opacity, b.semantics, rgb[:, s // 2]))
+    return tuple(torch.cat(parts) for parts in zip(*out))
+
+
+@torch.no_grad()
 def rendered_vertex_colors(model: SLRM, planes: torch.Tensor, vertices: torch.Tensor, normals: torch.Tensor,
                            layer_set: str, config: ReconstructConfig) -> torch.Tensor:
     """Colours ``(V, 3)`` float32 of vertices ``(V, 3)`` with unit normals ``(V, 3)`` (normalised frame):
     the field's rendering of layer set ``layer_set`` along a ray entering along ``-normal`` from
     ``color_depth`` outside the vertex to ``color_depth`` inside, ``color_samples`` samples (see
     :class:`ReconstructConfig`). Rays the field leaves empty keep the colour at the vertex."""
-    s, d = config.color_samples, config.color_depth
-    t = (torch.arange(s, device=vertices.device, dtype=torch.float32) + 0.5) / s * 2 * d  # (S,)
-    out = torch.empty(vertices.shape[0], 3, device=vertices.device, dtype=torch.float32)
-    step = max(1, config.chunk // s)
-    for i in range(0, vertices.shape[0], step):
-        v, n = vertices[i:i + step].float(), normals[i:i + step].float()
-        origin = v + n * d
-        pts = origin[:, None] - n[:, None] * t[None, :, None]  # (v, S, 3)
-        f = model.query(planes, pts.reshape(1, -1, 3))
-        k = v.shape[0]
-        b = composite(f.sigma.float().reshape(k, s), f.rgb.float().reshape(k, s, 3), t.expand(k, s),
-                      logits=f.logits.float().reshape(k, s, -1), kept=LAYER_SETS[layer_set])
-        at_vertex = f.rgb.float().reshape(k, s, 3)[:, s // 2]
-        op = b.opacity[:, None]
-        out[i:i + step] = torch.where(op > 0.05, b.color / op.clamp_min(1e-4), at_vertex).clamp(0, 1)
-    return out
+    color, opacity, _, at_vertex = render_along_normals(model, planes, vertices, normals, layer_set, config,
+                                                        config.color_samples)
+    op = opacity[:, None]
+    return torch.where(op > 0.05, color / op.clamp_min(1e-4), at_vertex).clamp(0, 1)
 
 
 @torch.no_grad()
