@@ -11,7 +11,7 @@ import torch
 from stdgen.errors import StdgenError
 from stdgen.pipeline import STAGES, GenerateOutput, StdGENPipeline, save_output
 from stdgen.pipeline.outputs import output_files
-from stdgen.pipeline.pipeline import FRONT, PipelineConfig
+from stdgen.pipeline.pipeline import BACK, FRONT, LEFT, RIGHT, PipelineConfig
 from stdgen.structures import Character, Mesh, Part
 
 from .tiny_pipeline import figure_picture, save_tiny_weights, tiny_config
@@ -139,6 +139,39 @@ def test_front_view_is_the_canonical_picture(pipe):
     inside = rv.masks > 0.5
     assert torch.allclose(n[inside], torch.ones_like(n[inside]), atol=1e-4)
     assert (n[~inside] == 0).all()
+
+
+def test_back_view_silhouette_is_the_picture_mirrored(pipe, monkeypatch):
+    """Orthographic views at elevation 0: the back sees the front's rays, so its silhouette is the
+    picture's mirrored left to right; with ``mirror_back`` off it stays the generated one."""
+    canonical = figure_picture(64, 64)
+    rng = np.random.default_rng(1)
+    views = rng.integers(0, 256, (6, 16, 16, 4), dtype=np.uint8)
+    normals = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    a = canonical[..., 3].astype(np.float32) / 255
+    both = pipe.front_replaced(canonical, views, 64)
+    np.testing.assert_allclose(both[BACK, 3].numpy(), a[:, ::-1], atol=1e-6)
+    assert not np.allclose(a, a[:, ::-1])  # the test picture is not symmetric: the flip is checked
+    # The generated back: facing away (-z) inside its own silhouette, noise off it (as the model's are).
+    views[BACK, ..., 3] = 0
+    views[BACK, 3:13, 4:12, 3] = 255
+    normals[BACK, 3:13, 4:12] = (128, 128, 0)
+    rv = pipe.refine_views(canonical, views, normals)
+    n = rv.normals[BACK]
+    inside = rv.masks[BACK] > 0.5
+    assert inside.any()
+    np.testing.assert_allclose(n[inside].numpy(), np.broadcast_to([0.0, 0.0, -1.0], n[inside].shape), atol=0.02)
+    assert (n[~inside] == 0).all()
+    monkeypatch.setattr(pipe.config, "mirror_back", False)
+    plain = pipe.front_replaced(canonical, views, 64)
+    assert not np.allclose(plain[BACK, 3].numpy(), a[:, ::-1], atol=0.1)
+    # side_consensus: the two side views' silhouettes become each other's mirror image.
+    assert not np.allclose(plain[LEFT, 3].numpy(), plain[RIGHT, 3].flip(-1).numpy(), atol=0.1)
+    monkeypatch.setattr(pipe.config, "side_consensus", True)
+    sides = pipe.front_replaced(canonical, views, 64)
+    np.testing.assert_allclose(sides[LEFT, 3].numpy(), sides[RIGHT, 3].flip(-1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(sides[LEFT, 3].numpy(), (plain[LEFT, 3] + plain[RIGHT, 3].flip(-1)).numpy() / 2,
+                               atol=1e-6)
 
 
 def test_same_seed_same_files_other_seed_other_views(weights, tmp_path):

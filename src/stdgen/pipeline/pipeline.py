@@ -13,7 +13,9 @@ texturing against the views; skipped with ``refine=False``: the S-LRM's vertex c
 Fidelity to the input: in the views given to the S-LRM and to refinement, the front view (azimuth 0)
 is the canonical picture itself (the user's picture, framed, or its A-pose redrawing), not the
 multi-view model's front: its alpha is the front silhouette target and its colours texture the front
-at :attr:`PipelineConfig.refine_resolution`. The other five views are the generated ones.
+at :attr:`PipelineConfig.texture_view_resolution`. The other five views are the generated ones, the
+back fitted to the picture's silhouette mirrored (:attr:`PipelineConfig.mirror_back`: orthographic
+views at elevation 0 see the front's rays from behind).
 
 Reproducible: every random draw is seeded from ``seed`` (the samplers take it; refinement runs under
 a forked, seeded torch state), so the same picture, seed and settings give the same character
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 
 from stdgen.errors import StdgenError
+from stdgen.pipeline.silhouette import fit_to_silhouette
 from stdgen.utils.config import ConfigMixin, check_choice, check_range
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ WORLD_CENTER: tuple[float, float, float] = (0.0, 0.88, 0.0)
 WORLD_HALF_SIZE = 0.88
 #: Index of the front view (azimuth 0) among the six generation views (-90, -45, 0, 45, 90, 180).
 FRONT = 2
+#: Indices of the back view (azimuth 180) and the side views (azimuths -90 and 90).
+BACK, LEFT, RIGHT = 5, 0, 4
 
 
 def front_weighted(weight: float) -> tuple[float, ...]:
@@ -146,6 +151,20 @@ class PipelineConfig(ConfigMixin):
     #: part IoU body / clothes / hair 0.596 / 0.840 / 0.753 -> 0.619 / 0.850 / 0.750, SSIM 0.888 -> 0.887,
     #: F@0.01 0.830 -> 0.827.
     layer_targets: bool = True
+    #: The back view's silhouette is the picture's, mirrored left to right (orthographic views at
+    #: elevation 0 see the same rays from both sides), and the generated back's colours and normals
+    #: are carried onto it row by row (:func:`stdgen.pipeline.silhouette.fit_to_silhouette`), for the
+    #: S-LRM, refinement and the texture bake alike. The generated back's own silhouette overlaps the
+    #: true one by IoU 0.91, the mirrored picture's by 0.997. Session i, 12 validation pictures: SSIM
+    #: 0.894 -> 0.897, silhouette IoU 0.920 -> 0.925, part IoU body / clothes / hair 0.632 / 0.859 /
+    #: 0.768 -> 0.643 / 0.864 / 0.769, F@0.01 0.825 -> 0.822 (fitted for refinement and texturing only:
+    #: 0.896, 0.640 / 0.862 / 0.769).
+    mirror_back: bool = True
+    #: The two side views (azimuths -90 and 90) see one set of rays from opposite sides: both are
+    #: fitted to the mean of the one's silhouette and the other's mirrored. Session i, 12 validation
+    #: pictures, beside ``mirror_back``: SSIM 0.897 -> 0.896, part IoU 0.643 / 0.864 / 0.769 -> 0.648 /
+    #: 0.864 / 0.764, F@0.01 0.822 -> 0.825: no clear gain, so off.
+    side_consensus: bool = False
     #: Side of each picture in ``preview.png`` and of the turntable frames.
     preview_size: int = 256
     #: Frames of the turntable (a full turn).
@@ -173,6 +192,8 @@ class PipelineConfig(ConfigMixin):
         check_range(self, "front_texture_weight", 0, 1000)
         check_range(self, "front_silhouette_weight", 0, 1000)
         check_choice(self, "layer_targets", (True, False))
+        check_choice(self, "mirror_back", (True, False))
+        check_choice(self, "side_consensus", (True, False))
         check_range(self, "preview_size", 16, 2048, integer=True)
         check_range(self, "turntable_frames", 1, 360, integer=True)
 
@@ -507,14 +528,33 @@ class StdGENPipeline:
 
     def front_replaced(self, canonical: np.ndarray, views_rgb: np.ndarray, side: int) -> torch.Tensor:
         """The six views as ``(6, 4, side, side)`` straight RGBA in [0, 1], the front view (azimuth 0)
-        replaced by the canonical picture (fidelity to the input)."""
+        replaced by the canonical picture (fidelity to the input), and the views that
+        :meth:`silhouette_targets` names carried onto those silhouettes."""
         gen = torch.from_numpy(views_rgb).permute(0, 3, 1, 2).float() / 255.0
         # The generated colour is composited over white: un-composite it to straight colour.
         a = gen[:, 3:]
         rgb = torch.where(a > 0.02, (gen[:, :3] - (1 - a)) / a.clamp_min(0.02), torch.ones_like(gen[:, :3]))
         gen = _resize_premultiplied(torch.cat([rgb.clamp(0, 1), a], 1), side)
         front = _resize_premultiplied(_chw(canonical)[None], side)
-        return torch.cat([gen[:FRONT], front, gen[FRONT + 1:]])
+        views = torch.cat([gen[:FRONT], front, gen[FRONT + 1:]])
+        for v, target in self.silhouette_targets(views[:, 3]).items():
+            rgb = fit_to_silhouette(views[v, :3].numpy(), views[v, 3].numpy(), target.numpy())
+            rgb = torch.where(target > 1e-4, torch.from_numpy(rgb).float(), torch.ones(()))
+            views[v] = torch.cat([rgb, target[None]])
+        return views
+
+    def silhouette_targets(self, alphas: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The silhouettes the generated views are fitted to, from ``alphas`` ``(6, S, S)`` (the front's
+        the picture's): view index -> ``(S, S)`` alpha. Orthographic views at elevation 0 see one set of
+        rays from opposite sides, so the back's silhouette is the front's mirrored left to right, and
+        the two side views' are each other's mirrored (``side_consensus``: both take their mean)."""
+        targets = {}
+        if self.config.mirror_back:
+            targets[BACK] = alphas[FRONT].flip(-1)
+        if self.config.side_consensus:
+            left = (alphas[LEFT] + alphas[RIGHT].flip(-1)) / 2
+            targets[LEFT], targets[RIGHT] = left, left.flip(-1)
+        return targets
 
     def reconstruct(self, canonical: np.ndarray, views_rgb: np.ndarray, views_normal: np.ndarray):
         """The S-LRM on the six views (front = the canonical picture) -> a vertex-coloured ``Character``."""
@@ -557,12 +597,23 @@ class StdGENPipeline:
         side = self.config.refine_resolution
         rgba = self.front_replaced(canonical, views_rgb, side)  # (6, 4, S, S)
         gen_n = torch.from_numpy(views_normal).permute(0, 3, 1, 2).float() / 255.0 * 2 - 1
-        gen_valid = (gen_n.norm(dim=1, keepdim=True) > 0.5).float()
+        # A generated normal counts inside the generated silhouette only: the model draws noise off it,
+        # which resizing would blend into the rim.
+        gen_alpha = torch.from_numpy(views_rgb[..., 3]).float()[:, None] / 255.0
+        gen_valid = ((gen_n.norm(dim=1, keepdim=True) > 0.5) & (gen_alpha > 0.5)).float()
         gen_n = _resize(torch.cat([gen_n * gen_valid, gen_valid], 1), side)
         valid = gen_n[:, 3] > 0.5
         n = torch.nn.functional.normalize(gen_n[:, :3], dim=1, eps=1e-6)
         masks = rgba[:, 3]
         normals = n.permute(0, 2, 3, 1).contiguous().numpy()  # (6, S, S, 3)
+        # The fitted views' normals follow their colours onto the fitted silhouettes.
+        gen_alpha = _resize(gen_alpha, side)[:, 0]
+        for v, target in self.silhouette_targets(torch.cat([gen_alpha[:FRONT], masks[FRONT:FRONT + 1],
+                                                            gen_alpha[FRONT + 1:]])).items():
+            fitted = fit_to_silhouette(normals[v].transpose(2, 0, 1), valid[v].numpy().astype(np.float32),
+                                       target.numpy()).transpose(1, 2, 0)
+            normals[v] = fitted / np.maximum(np.linalg.norm(fitted, axis=-1, keepdims=True), 1e-6)
+            valid[v] = target > 0.5
         for v in range(normals.shape[0]):
             ok = valid[v].numpy()
             if not ok.any():
