@@ -606,10 +606,9 @@ class StdGENPipeline:
         n = torch.nn.functional.normalize(gen_n[:, :3], dim=1, eps=1e-6)
         masks = rgba[:, 3]
         normals = n.permute(0, 2, 3, 1).contiguous().numpy()  # (6, S, S, 3)
-        # The fitted views' normals follow their colours onto the fitted silhouettes.
-        gen_alpha = _resize(gen_alpha, side)[:, 0]
-        for v, target in self.silhouette_targets(torch.cat([gen_alpha[:FRONT], masks[FRONT:FRONT + 1],
-                                                            gen_alpha[FRONT + 1:]])).items():
+        # The fitted views' normals follow their colours onto the fitted silhouettes (``masks`` holds
+        # them already: the targets taken from it are those masks).
+        for v, target in self.silhouette_targets(masks).items():
             fitted = fit_to_silhouette(normals[v].transpose(2, 0, 1), valid[v].numpy().astype(np.float32),
                                        target.numpy()).transpose(1, 2, 0)
             normals[v] = fitted / np.maximum(np.linalg.norm(fitted, axis=-1, keepdims=True), 1e-6)
