@@ -3,7 +3,9 @@
 #   bash benchmarks/gpu_eval.sh [CHARACTERS] [SECTION...]    (sections: mv canon slrm quant slrm_eval
 #   generate; default mv canon slrm generate)
 # WEIGHTS_FROM=/tmp/train-all: use the exports train_all_gpu.sh left there; MV_BASELINE=DIR: score the
-# deterministic baseline (benchmarks/mv_baseline.py's output folder) beside the diffusion model.
+# deterministic baseline (benchmarks/mv_baseline.py's output folder) beside the diffusion model;
+# MV_REGRESSOR=DIR: score a MultiViewRegressor export alone and, with MV_SDEDIT=0.5,0.7, as the start of
+# the diffusion sampler.
 # mv: benchmarks/mv_eval.py on the held-out test characters at the trained side (128, or MV_RESOLUTION) and steps
 # 10, 20; canon: benchmarks/canon_eval.py at steps 10, 20; generate: `stdgen generate` on the shipped
 # examples (per-stage seconds and peak memory in each report.json). Results as JSON / PNG in $OUT.
@@ -19,7 +21,7 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 # Weights trained earlier in this machine's session (train_all_gpu.sh's exports) replace the copies
 # bundled in this working tree, for this call only.
 if [ -n "$WEIGHTS_FROM" ]; then
-  for t in slrm mvdiff canon segment; do
+  for t in slrm mvdiff mvreg canon segment; do
     [ -f "$WEIGHTS_FROM/export-$t/model.safetensors" ] && cp "$WEIGHTS_FROM/export-$t/"* "src/stdgen/weights/$t/" \
       && echo "weights: $t from $WEIGHTS_FROM/export-$t"
   done
@@ -29,7 +31,8 @@ for s in $sections; do
   case $s in
     mv) timeout "${MV_TIMEOUT:-240}" python3 benchmarks/mv_eval.py --weights src/stdgen/weights/mvdiff --characters "$n" \
           --resolution "${MV_RESOLUTION:-128}" --steps "${MV_STEPS:-10,20}" --batch 10 --device cuda -o "$out/mv_eval.json" \
-          ${MV_BASELINE:+--baseline "$MV_BASELINE"} 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
+          ${MV_BASELINE:+--baseline "$MV_BASELINE"} ${MV_REGRESSOR:+--regressor "$MV_REGRESSOR"} \
+          ${MV_SDEDIT:+--sdedit "$MV_SDEDIT"} 2>&1 | grep -v -i warn | grep -v "^  *[0-9.-]*,\?$" | tail -n 60 ;;
     canon) timeout "${CANON_TIMEOUT:-200}" python3 benchmarks/canon_eval.py --characters "$n" --steps "${CANON_STEPS:-10,20}" ${CANON_GUIDANCE:+--guidance $CANON_GUIDANCE} --device cuda \
           -o "$out/canon_eval.json" --grid "$out/canon_eval.png" 2>&1 | grep -v -i warn | tail -n 6 ;;
     slrm)  # S-LRM reconstruction time per character on the GPU (true six views of test characters)

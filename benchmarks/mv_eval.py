@@ -7,7 +7,9 @@ the silhouettes), normal angular error (where both have a surface), and seconds 
         --characters 50 --resolution 256 --steps 10,20,30 --device cuda -o mv_eval.json
 
 ``--weights`` is a folder holding ``config.json`` + ``model.safetensors`` (an export), or a
-``--weights``-style root with ``mvdiff/`` in it.
+``--weights``-style root with ``mvdiff/`` in it; ``--regressor`` likewise for the deterministic
+predictor (``mvreg/``), scored alone and, with ``--sdedit 0.5,0.7``, as the start of the diffusion
+sampler at those noise levels (``--steps`` steps from there).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="diffusion model weights folder")
     ap.add_argument("--baseline", default=None, help="baseline run folder (baseline.pt)")
+    ap.add_argument("--regressor", default=None, help="MultiViewRegressor weights folder")
+    ap.add_argument("--sdedit", default=None, help="comma-separated start noise levels of the diffusion sampler "
+                    "from the regressor's mean (needs --weights and --regressor)")
     ap.add_argument("--characters", type=int, default=50)
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--steps", default=None, help="comma-separated sampler steps (quality vs steps)")
@@ -89,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         from mv_baseline import load_baseline
 
         results["baseline"] = evaluate(load_baseline(args.baseline, dev), cond, true, dev, args.batch)
+    regressor = None
+    if args.regressor:
+        from stdgen.models.mvdiffusion import MultiViewRegressor
+
+        w = Path(args.regressor)
+        if (w / "mvreg").is_dir():
+            w = w / "mvreg"
+        regressor = MultiViewRegressor.from_pretrained(w, device=dev).eval()
+        results["regressor"] = evaluate(regressor, cond, true, dev, args.batch)
     if args.weights:
         from stdgen.models.mvdiffusion import MultiViewDiffusion
 
@@ -100,6 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         for s in steps:
             key = f"diffusion_steps_{s or model.config.default_steps}"
             results[key] = evaluate(model, cond, true, dev, args.batch, steps=s, guidance=args.guidance)
+        if regressor is not None and args.sdedit:
+            class FromMean:  # the regressor's mean, then the diffusion sampler from start_sigma
+                def __init__(self, start: float):
+                    self.start = start
+
+                def sample(self, c, seed=0, **kw):
+                    return model.sample(c, seed=seed, init=regressor.sample(c), start_sigma=self.start, **kw)
+
+            for start in (float(x) for x in args.sdedit.split(",")):
+                for s in steps:
+                    key = f"sdedit_{start:g}_steps_{s or model.config.default_steps}"
+                    results[key] = evaluate(FromMean(start), cond, true, dev, args.batch, steps=s,
+                                            guidance=args.guidance)
     text = json.dumps(results, indent=1)
     print(text)
     if args.output:

@@ -7,7 +7,7 @@
 #   bash benchmarks/train_all_gpu.sh finish [DTYPE]                  wait for the runs to end, export
 # Small models leave an H100 mostly idle when trained one at a time (launch- and data-bound), so the
 # tasks share it. Each task's run folder is /tmp/train-all/<task> on the machine's disk; a run already
-# there is resumed. Tasks: slrm mvdiff canon segment, and baseline (the multi-view deterministic U-Net of
+# there is resumed. Tasks: slrm mvdiff mvreg canon segment, and baseline (the multi-view deterministic U-Net of
 # benchmarks/mv_baseline.py, left on the machine as baseline/baseline.pt for gpu_eval.sh's mv section).
 # Per-task trainer arguments: SLRM_ARGS, MVDIFF_ARGS, CANON_ARGS, SEGMENT_ARGS, BASELINE_ARGS (e.g.
 # "--init src/stdgen/weights/slrm --set stage1_step=0"); per-task minutes: SEGMENT_MINUTES etc. A task name
@@ -33,7 +33,7 @@ export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:Tr
 workers_of() {
   local var=${1^^}_WORKERS
   if [ -n "${!var}" ]; then echo "${!var}"; return; fi
-  case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; canon) echo 3 ;; segment) echo 2 ;; baseline) echo 3 ;; *) echo 2 ;; esac
+  case $1 in slrm) echo 5 ;; mvdiff) echo 4 ;; mvreg) echo 14 ;; canon) echo 3 ;; segment) echo 2 ;; baseline) echo 3 ;; *) echo 2 ;; esac
 }
 task_of() { local var=${1^^}_TASK; echo "${!var:-$1}"; }
 workers_key() { [ "$(task_of "$1")" = slrm ] && echo workers || echo stream_workers; }

@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refine": ("stdgen.refine.cli", "refine a character's coarse layer meshes against its views and texture them"),
     "generate": ("stdgen.commands.generate_cli", "one picture in, a layered (body / clothes / hair) textured 3D "
                  "character out (the whole pipeline)"),
-    "train": ("stdgen.train.cli", "train a model (slrm, mvdiff, canon, toy) or export a run's weights"),
+    "train": ("stdgen.train.cli", "train a model (slrm, mvdiff, mvreg, canon, segment, toy) or export a run's weights"),
     "app": ("stdgen.app.cli", "the web app: upload a picture, watch the stages, view and download the 3D character"),
 }
 #: Modules whose ``register(subparsers)`` adds top-level commands.

@@ -460,3 +460,45 @@ def test_inner_layers_are_refined_against_their_own_layer_set():
     hidden = (own_mask > 0.5) & ~top & (gen_normal - own_normal).norm(dim=-1).gt(0.2)
     assert hidden.sum() > 100  # where the bowl hides the body, the targets are the body's own normals
     assert torch.allclose(target.normals[hidden], own_normal[hidden], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["mean", "mean+diffusion"])
+def test_multiview_modes_that_use_the_mean(weights, tmp_path, mode):
+    """The deterministic predictor's mean, alone or as the diffusion sampler's start: loaded from the
+    weights folder's mvreg/, reported in the settings; without it, an error naming the folder."""
+    import dataclasses
+    import shutil
+
+    cfg = dataclasses.replace(tiny_config(), multiview_mode=mode, multiview_start_sigma=0.5)
+    pipe = StdGENPipeline.from_pretrained(weights, config=cfg)
+    assert pipe.regressor is not None and "mvreg" in pipe.weights
+    calls = []
+    monkeypatch_sample = pipe.multiview.sample
+
+    def spy(*a, **k):
+        calls.append(k)
+        return monkeypatch_sample(*a, **k)
+
+    pipe.multiview.sample = spy
+    out = pipe(figure_picture(), pose="apose", seed=2, refine=False)
+    assert out.views_rgb.shape == (6, 16, 16, 4) and set(out.settings["weights"]) >= {"mvreg"}
+    assert out.settings["config"]["multiview_mode"] == mode
+    if mode == "mean":
+        assert calls == []  # the diffusion model is not sampled
+        mean = pipe.regressor.generate(torch.from_numpy(out.canonical).permute(2, 0, 1).float() / 255,
+                                       resolution=16)[0]
+        np.testing.assert_array_equal(out.views_rgb, (mean.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    else:
+        assert calls[0]["start_sigma"] == 0.5 and calls[0]["init"].shape == (1, 2, 6, 4, 16, 16)
+    again = pipe(figure_picture(), pose="apose", seed=2, refine=False)
+    np.testing.assert_array_equal(out.views_rgb, again.views_rgb)
+    partial = tmp_path / "no-mvreg"
+    shutil.copytree(weights, partial)
+    shutil.rmtree(partial / "mvreg")
+    with pytest.raises(StdgenError, match=r"no mvreg/ in it"):
+        StdGENPipeline.from_pretrained(partial, config=cfg)
+    StdGENPipeline.from_pretrained(partial, config=tiny_config())  # the diffusion mode does not need it
+    with pytest.raises(StdgenError, match="needs the multi-view predictor"):
+        StdGENPipeline(None, None, None, None, config=cfg)
+    with pytest.raises(ValueError, match="multiview_mode"):
+        PipelineConfig(multiview_mode="fast")

@@ -1,4 +1,4 @@
-"""Tiny random weights for the four pipeline components, saved as a weights folder (CPU tests)."""
+"""Tiny random weights for the pipeline components, saved as a weights folder (CPU tests)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from stdgen.models.canonical import Canonicalizer
 from stdgen.models.canonical.config import tiny_config as canon_tiny
-from stdgen.models.mvdiffusion import MultiViewDiffusion
+from stdgen.models.mvdiffusion import MultiViewDiffusion, MultiViewRegressor, tiny_regressor_config
 from stdgen.models.mvdiffusion.config import tiny_config as mv_tiny
 from stdgen.models.segment import Segmenter
 from stdgen.models.segment.config import tiny_config as seg_tiny
@@ -31,7 +31,8 @@ def tiny_models(seed: int = 0) -> dict:
     # Two sampler steps without guidance: the pipeline's plumbing is under test, not the sampler's.
     fast = {"default_steps": 2, "default_guidance": 1.0}
     return {"segment": Segmenter(seg_tiny()), "canon": Canonicalizer(dataclasses.replace(canon_tiny(), **fast)),
-            "mvdiff": MultiViewDiffusion(dataclasses.replace(mv_tiny(), **fast)), "slrm": slrm}
+            "mvdiff": MultiViewDiffusion(dataclasses.replace(mv_tiny(), **fast)), "slrm": slrm,
+            "mvreg": MultiViewRegressor(tiny_regressor_config())}
 
 
 def save_tiny_weights(folder: Path, seed: int = 0) -> Path:

@@ -57,9 +57,9 @@ def test_overrides_nested_typed_and_validated():
 
 
 def test_registry_errors_are_one_line():
-    assert set(TASKS) == {"slrm", "mvdiff", "canon", "segment", "toy"}
+    assert set(TASKS) == {"slrm", "mvdiff", "mvreg", "canon", "segment", "toy"}
     assert PRESETS["toy"]["tiny"] == "stdgen.train.tasks.toy:tiny"
-    with pytest.raises(StdgenError, match="unknown task 'nope'; known tasks: canon, mvdiff, segment, slrm, toy"):
+    with pytest.raises(StdgenError, match="unknown task 'nope'; known tasks: canon, mvdiff, mvreg, segment, slrm, toy"):
         get_preset("nope", "tiny")
     with pytest.raises(StdgenError, match="unknown preset 'huge' for task 'toy'; known presets: tiny, small, paper"):
         get_preset("toy", "huge")

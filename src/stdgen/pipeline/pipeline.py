@@ -44,8 +44,17 @@ log = logging.getLogger(__name__)
 
 #: The stages, in the order they run (``progress`` and ``seconds`` use these names).
 STAGES: tuple[str, ...] = ("preprocess", "canonicalize", "multiview", "reconstruct", "refine", "export")
-#: The weights folders a pipeline loads (``find_weights`` names).
+#: The weights folders every pipeline loads (``find_weights`` names).
 COMPONENTS: tuple[str, ...] = ("segment", "canon", "mvdiff", "slrm")
+#: The multi-view stage's ways (``PipelineConfig.multiview_mode``): the diffusion model from pure noise,
+#: the deterministic predictor's mean alone, or the diffusion sampler started from that mean.
+MULTIVIEW_MODES: tuple[str, ...] = ("diffusion", "mean", "mean+diffusion")
+
+
+def components_for(config: PipelineConfig) -> tuple[str, ...]:
+    """The weights folders a pipeline with ``config`` loads: :data:`COMPONENTS`, plus ``mvreg`` (the
+    :class:`~stdgen.models.mvdiffusion.MultiViewRegressor`) when the multi-view mode uses the mean."""
+    return COMPONENTS + (("mvreg",) if config.multiview_mode != "diffusion" else ())
 #: The framing of a picture whose world size is unknown: a 1.6 m tall character, its height 91 % of
 #: the image (the framing ``stdgen reconstruct`` gives six pictures), so the result is in metres.
 WORLD_CENTER: tuple[float, float, float] = (0.0, 0.88, 0.0)
@@ -87,6 +96,16 @@ class PipelineConfig(ConfigMixin):
     #: detail that is mostly wrong (misplaced tails, a second face), at 2 it is the model's softer
     #: mean, which the later stages read better.
     canonicalize_steps: int = 2
+    #: How the six views are made (:data:`MULTIVIEW_MODES`): ``"diffusion"`` samples the multi-view
+    #: diffusion model from pure noise (the paper's way); ``"mean"`` takes the deterministic
+    #: predictor's conditional mean (``mvreg`` weights); ``"mean+diffusion"`` noises that mean to
+    #: ``multiview_start_sigma`` and lets the diffusion sampler add detail from there (SDEdit).
+    multiview_mode: str = "diffusion"
+    #: Start noise level of ``"mean+diffusion"`` (1 = pure noise, the mean forgotten).
+    multiview_start_sigma: float = 0.6
+    #: Sampler steps of the multi-view diffusion model when ``steps`` is not given (0: the model's
+    #: own default, 10).
+    multiview_steps: int = 0
     #: Grid vertices per axis when the S-LRM's field is turned into layer meshes. 128 (was 96 until
     #: session f): garments lie within a cell of the skin, and at 96 the body showed through them
     #: (first 10 A-pose test pictures: part IoU body / clothes 0.444 / 0.748 -> 0.547 / 0.831, about 5 s
@@ -174,6 +193,9 @@ class PipelineConfig(ConfigMixin):
         check_range(self, "input_size", 64, 4096, integer=True)
         check_range(self, "multiview_resolution", 16, 1024, integer=True)
         check_range(self, "canonicalize_steps", 0, 1000, integer=True)
+        check_choice(self, "multiview_mode", MULTIVIEW_MODES)
+        check_range(self, "multiview_start_sigma", 0.01, 1.0)
+        check_range(self, "multiview_steps", 0, 1000, integer=True)
         check_range(self, "grid_resolution", 16, 512, integer=True)
         check_range(self, "body_margin", 0, 0.99)
         check_range(self, "max_body_speck", 0, 10**7, integer=True)
@@ -317,47 +339,57 @@ class StdGENPipeline:
     ``segmenter`` (:class:`~stdgen.models.segment.Segmenter`, background removal of RGB pictures),
     ``canonicalizer`` (:class:`~stdgen.models.canonical.Canonicalizer`), ``multiview``
     (:class:`~stdgen.models.mvdiffusion.MultiViewDiffusion`), ``slrm``
-    (:class:`~stdgen.models.slrm.SLRM`), plus ``config`` (:class:`PipelineConfig`), ``device`` and
-    ``weights`` (component name -> folder, reported in ``settings``).
+    (:class:`~stdgen.models.slrm.SLRM`), ``regressor``
+    (:class:`~stdgen.models.mvdiffusion.MultiViewRegressor`, needed by the multi-view modes that use
+    the mean), plus ``config`` (:class:`PipelineConfig`), ``device`` and ``weights`` (component name ->
+    folder, reported in ``settings``).
     """
 
-    def __init__(self, segmenter, canonicalizer, multiview, slrm, *, config: PipelineConfig | None = None,
-                 device: str | torch.device = "cpu", weights: dict[str, str] | None = None):
+    def __init__(self, segmenter, canonicalizer, multiview, slrm, *, regressor=None,
+                 config: PipelineConfig | None = None, device: str | torch.device = "cpu",
+                 weights: dict[str, str] | None = None):
         self.segmenter = segmenter
         self.canonicalizer = canonicalizer
         self.multiview = multiview
         self.slrm = slrm
+        self.regressor = regressor
         self.config = config or PipelineConfig()
         self.config.validate()
+        if self.config.multiview_mode != "diffusion" and regressor is None:
+            raise StdgenError(f"multiview_mode {self.config.multiview_mode!r} needs the multi-view predictor "
+                              "(mvreg weights); pass regressor=..., or use multiview_mode='diffusion'")
         self.device = torch.device(device)
         self.weights = dict(weights or {})
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                         config: PipelineConfig | None = None) -> StdGENPipeline:
-        """Load the four components from ``weights_dir/<name>/`` (``None``: ``$STDGEN_WEIGHTS``, then the
-        bundled weights; :func:`stdgen.weights.find_weights`). A missing or corrupt weights folder is a
-        :class:`~stdgen.errors.StdgenError` naming it."""
+        """Load the components (:func:`components_for` the config) from ``weights_dir/<name>/``
+        (``None``: ``$STDGEN_WEIGHTS``, then the bundled weights; :func:`stdgen.weights.find_weights`).
+        A missing or corrupt weights folder is a :class:`~stdgen.errors.StdgenError` naming it."""
         from stdgen.models.canonical import Canonicalizer
-        from stdgen.models.mvdiffusion import MultiViewDiffusion
+        from stdgen.models.mvdiffusion import MultiViewDiffusion, MultiViewRegressor
         from stdgen.models.segment import Segmenter
         from stdgen.models.slrm import SLRM
         from stdgen.utils.device import resolve_device
         from stdgen.weights import find_weights
 
         dev = resolve_device(device)
+        config = config or PipelineConfig()
+        components = components_for(config)
         if weights_dir is not None:
             # A folder given by the user must hold every component: falling back to other weights for a
             # missing one would mix models silently.
             root = Path(weights_dir)
             if not root.is_dir():
-                raise StdgenError(f"weights folder {root}: no such folder (it holds {', '.join(COMPONENTS)})")
-            missing = [name for name in COMPONENTS if not (root / name).is_dir()]
+                raise StdgenError(f"weights folder {root}: no such folder (it holds {', '.join(components)})")
+            missing = [name for name in components if not (root / name).is_dir()]
             if missing:
                 raise StdgenError(f"weights folder {root}: no {', '.join(m + '/' for m in missing)} in it (a pipeline "
-                                  f"weights folder holds {', '.join(c + '/' for c in COMPONENTS)})")
-        folders = {name: find_weights(name, weights_dir) for name in COMPONENTS}
-        classes = {"segment": Segmenter, "canon": Canonicalizer, "mvdiff": MultiViewDiffusion, "slrm": SLRM}
+                                  f"weights folder holds {', '.join(c + '/' for c in components)})")
+        folders = {name: find_weights(name, weights_dir) for name in components}
+        classes = {"segment": Segmenter, "canon": Canonicalizer, "mvdiff": MultiViewDiffusion, "slrm": SLRM,
+                   "mvreg": MultiViewRegressor}
         models = {}
         for name, folder in folders.items():
             try:
@@ -369,8 +401,9 @@ class StdGENPipeline:
                     raise StdgenError(f"out of memory loading {folder} on {dev}; try --device cpu") from None
                 raise StdgenError(f"{folder}: corrupt or mismatched weights folder ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        return cls(models["segment"], models["canon"], models["mvdiff"], models["slrm"], config=config,
-                   device=dev, weights={k: str(v) for k, v in folders.items()})
+        return cls(models["segment"], models["canon"], models["mvdiff"], models["slrm"],
+                   regressor=models.get("mvreg"), config=config, device=dev,
+                   weights={k: str(v) for k, v in folders.items()})
 
     # ------------------------------------------------------------------------------------- checks
     def check_inputs(self, image, *, pose: str = "auto", seed: int = 0, steps: int | None = None,
@@ -521,9 +554,25 @@ class StdGENPipeline:
 
     def generate_views(self, canonical: np.ndarray, seed: int, steps: int | None,
                        on_step: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Canonical ``(H, W, 4)`` uint8 -> (``(6, R, R, 4)`` RGBA, ``(6, R, R, 3)`` normals) uint8."""
-        rgba, normal = self.multiview.generate(_chw(canonical), seed=seed, steps=steps,
-                                               resolution=self.config.multiview_resolution, on_step=on_step)
+        """Canonical ``(H, W, 4)`` uint8 -> (``(6, R, R, 4)`` RGBA, ``(6, R, R, 3)`` normals) uint8, made
+        as ``config.multiview_mode`` says."""
+        cfg = self.config
+        if steps is None and cfg.multiview_steps:
+            steps = cfg.multiview_steps
+        image, res = _chw(canonical), cfg.multiview_resolution
+        if cfg.multiview_mode == "diffusion":
+            rgba, normal = self.multiview.generate(image, seed=seed, steps=steps, resolution=res, on_step=on_step)
+        else:
+            from stdgen.models.mvdiffusion import prepare_image, split_outputs
+
+            mean = self.regressor.sample(prepare_image(image, res)[None])[0].float().cpu()  # (D, V, 4, R, R)
+            if cfg.multiview_mode == "mean":
+                if on_step is not None:
+                    on_step(1, 1)
+                rgba, normal = split_outputs(mean)
+            else:
+                rgba, normal = self.multiview.generate(image, seed=seed, steps=steps, resolution=res, on_step=on_step,
+                                                       init=mean, start_sigma=cfg.multiview_start_sigma)
         return _to_uint8(rgba.permute(0, 2, 3, 1).numpy()), _to_uint8(normal.permute(0, 2, 3, 1).numpy())
 
     def front_replaced(self, canonical: np.ndarray, views_rgb: np.ndarray, side: int) -> torch.Tensor:

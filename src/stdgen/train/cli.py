@@ -12,7 +12,7 @@ from stdgen.train.tasks import PRESETS, TASKS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model (slrm, mvdiff, canon, toy) or export a run's weights",
+        "train", help="train a model (slrm, mvdiff, mvreg, canon, segment, toy) or export a run's weights",
         description="Train one of the project's networks with the shared trainer (bf16 + fused AdamW on CUDA, "
         "warm-up + cosine, EMA, time box, exact resume, DDP under torchrun), or export a run's EMA weights.",
     )

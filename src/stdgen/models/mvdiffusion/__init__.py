@@ -4,6 +4,9 @@
     model = MultiViewDiffusion.from_pretrained(find_weights("mvdiff"))
     rgba, normal = model.generate(image, seed=0)   # (6, 4, R, R), (6, 3, R, R) in [0, 1]
 
+``MultiViewRegressor`` (:mod:`.regressor`) predicts the views' conditional mean in one forward: alone,
+or as the start the diffusion sampler refines (``MultiViewDiffusion.sample(..., init=mean)``).
+
 Pixel-space flow matching (:mod:`stdgen.models.diffusion.flow`) on a U-Net with multi-view
 transformer blocks: row-wise attention across views (Era3D), cross-domain attention between a
 view's RGB and normal images, cross-attention to tokens of a condition encoder trained with it, and
@@ -21,6 +24,8 @@ _EXPORTS = {
     "paper_config": "config", "small_config": "config", "tiny_config": "config",
     "MultiViewDiffusion": "model", "MultiViewDiffusionOutput": "model", "prepare_image": "model",
     "split_outputs": "model",
+    "MultiViewRegressor": "regressor", "MultiViewRegressorConfig": "regressor",
+    "small_regressor_config": "regressor", "tiny_regressor_config": "regressor",
 }
 __all__ = sorted(_EXPORTS)
 

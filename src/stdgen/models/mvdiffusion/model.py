@@ -191,10 +191,15 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, *, seed: int = 0, steps: int | None = None, guidance: float | None = None,
                generator: torch.Generator | None = None,
-               on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+               on_step: Callable[[int, int], None] | None = None, init: torch.Tensor | None = None,
+               start_sigma: float = 1.0) -> torch.Tensor:
         """``cond`` ``(B, 4, H, W)`` condition images in [0, 1] (RGB over white + alpha) ->
         ``(B, D, V, 4, H, W)`` generated images in [0, 1] (normals as ``(n + 1) / 2``). Seeded: the
-        same ``seed`` (or ``generator`` state), steps and guidance give the same result."""
+        same ``seed`` (or ``generator`` state), steps and guidance give the same result.
+
+        ``init`` ``(B, D, V, 4, H, W)`` in [0, 1] (e.g. :class:`~.regressor.MultiViewRegressor`'s
+        mean) with ``start_sigma`` < 1: start from it noised to that level instead of from pure
+        noise (:meth:`FlowMatching.sample`)."""
         check_tensor(cond, "cond", (None, 4, None, None))
         c = self.config
         steps = c.default_steps if steps is None else int(steps)
@@ -226,23 +231,27 @@ class MultiViewDiffusion(ModelMixin, nn.Module):
         self.eval()
         try:
             x = self.flow(h).sample(denoise, (b, len(DOMAINS), c.views, 4, h, w), steps=steps, seed=seed,
-                                 generator=generator, device=dev, on_step=on_step)
+                                 generator=generator, device=dev, on_step=on_step,
+                                 init=None if init is None else init.to(dev, torch.float32) * 2 - 1,
+                                 start_sigma=start_sigma)
         finally:
             self.train(was_training)
         return ((x + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def generate(self, image, *, seed: int = 0, steps: int | None = None, guidance: float | None = None,
-                 resolution: int | None = None,
-                 on_step: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 resolution: int | None = None, on_step: Callable[[int, int], None] | None = None,
+                 init: torch.Tensor | None = None, start_sigma: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """One RGBA A-pose front picture (PIL image, or ``(4, H, W)`` / ``(3, H, W)`` float tensor in
         [0, 1], straight alpha, in the dataset's framing) -> ``rgba`` ``(6, 4, R, R)`` unlit colour
         over white with the generated silhouette as alpha, and ``normal`` ``(6, 3, R, R)`` world
         normals as ``(n + 1) / 2`` (0 off the silhouette, as in the dataset); views in
-        :data:`~.config.VIEW_AZIMUTHS` order, on the CPU, float32."""
+        :data:`~.config.VIEW_AZIMUTHS` order, on the CPU, float32. ``init`` ``(D, V, 4, R, R)`` in
+        [0, 1] and ``start_sigma``: see :meth:`sample`."""
         res = self.config.resolution if resolution is None else int(resolution)
         cond = prepare_image(image, res)
-        out = self.sample(cond[None], seed=seed, steps=steps, guidance=guidance, on_step=on_step)[0].float().cpu()
+        out = self.sample(cond[None], seed=seed, steps=steps, guidance=guidance, on_step=on_step,
+                          init=None if init is None else init[None], start_sigma=start_sigma)[0].float().cpu()
         return split_outputs(out)
 
 

@@ -18,6 +18,7 @@ from stdgen.errors import StdgenError
 TASKS: dict[str, str] = {
     "slrm": "stdgen.train.tasks.slrm",
     "mvdiff": "stdgen.train.tasks.mvdiff",
+    "mvreg": "stdgen.train.tasks.mvreg",
     "canon": "stdgen.train.tasks.canon",
     "segment": "stdgen.train.tasks.segment",
     "toy": "stdgen.train.tasks.toy",
