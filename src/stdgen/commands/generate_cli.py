@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "picture is in A-pose already")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same picture, seed and settings, "
                    "same files")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps of the diffusion models (default: theirs)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps of both diffusion models (default: canonicaliser 2, multi-view 5)")
     p.add_argument("--no-refine", action="store_true",
                    help="skip refinement and texturing (faster; vertex colours from the S-LRM)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
