@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mv-start", type=float, default=None,
                    help="PipelineConfig.multiview_start_sigma when the cache is made")
     p.add_argument("--weights", type=Path, default=None, help="a pipeline weights folder (default: bundled)")
+    p.add_argument("--views-set", default="{}", help='PipelineConfig fields (JSON) used when the cache is made, '
+                   'e.g. \'{"picture_transfer": true}\'')
     p.add_argument("--canon-steps", type=int, default=None,
                    help="sampler steps of the canonicaliser when the cache is made (default: its own)")
     p.add_argument("--views-from", type=Path, default=None,
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"no pictures in {args.pictures} with a folder in {args.gt}")
     views_config = dataclasses.replace(
         PipelineConfig(), **({} if args.mv_mode is None else {"multiview_mode": args.mv_mode}),
-        **({} if args.mv_start is None else {"multiview_start_sigma": args.mv_start}))
+        **({} if args.mv_start is None else {"multiview_start_sigma": args.mv_start}), **json.loads(args.views_set))
     pipe = StdGENPipeline.from_pretrained(args.weights, device=args.device, config=views_config)
     cache = args.out / "cache"
     cache.mkdir(parents=True, exist_ok=True)

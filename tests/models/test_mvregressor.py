@@ -40,7 +40,7 @@ def _tiny(seed: int = 0) -> MultiViewRegressor:
 
 def test_output_layout_and_ranges():
     m = _tiny()
-    out = m(torch.rand(2, 4, 16, 16))
+    out = m.sample(torch.rand(2, 4, 16, 16))
     assert out.shape == (2, 2, 6, 4, 16, 16)
     assert out.min() >= 0 and out.max() <= 1
     # One alpha for both domains.
@@ -49,6 +49,25 @@ def test_output_layout_and_ranges():
     assert rgba.shape == (6, 4, 16, 16) and normal.shape == (6, 3, 16, 16)
     with pytest.raises(ValueError, match="multiples of 2"):
         m(torch.rand(1, 4, 15, 15))
+
+
+def test_heads_are_linear_so_exact_targets_do_not_saturate():
+    """A target of exactly 1 (the white background) is reached at a finite output: the heads are affine
+    in the backbone's output, so L1 keeps a full gradient on the figure. With sigmoid heads the logits
+    grew without end and the figure's colours came out white (session j's first weights)."""
+    m = _tiny()
+    with torch.no_grad():
+        m.unet.conv_out.bias.fill_(1.0)
+        m.unet.conv_out.weight.zero_()
+    out = m(torch.rand(1, 4, 16, 16))
+    torch.testing.assert_close(out, torch.ones_like(out))
+    with torch.no_grad():
+        m.unet.conv_out.bias.fill_(3.0)
+    assert float(m(torch.rand(1, 4, 16, 16)).min()) == 2.0 and float(m.sample(torch.rand(1, 4, 16, 16)).max()) == 1.0
+    # The gradient of the output with respect to the last layer's bias is 0.5 whatever its value.
+    m.zero_grad()
+    m(torch.rand(1, 4, 16, 16))[0, 0, 2, 0].sum().backward()
+    assert float(m.unet.conv_out.bias.grad[2 * 7]) == 0.5 * 16 * 16
 
 
 def test_views_see_the_whole_picture():
