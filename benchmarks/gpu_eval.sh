@@ -22,7 +22,8 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 # bundled in this working tree, for this call only.
 if [ -n "$WEIGHTS_FROM" ]; then
   for t in slrm mvdiff mvreg canon segment; do
-    [ -f "$WEIGHTS_FROM/export-$t/model.safetensors" ] && cp "$WEIGHTS_FROM/export-$t/"* "src/stdgen/weights/$t/" \
+    [ -f "$WEIGHTS_FROM/export-$t/model.safetensors" ] && mkdir -p "src/stdgen/weights/$t" \
+      && cp "$WEIGHTS_FROM/export-$t/"* "src/stdgen/weights/$t/" \
       && echo "weights: $t from $WEIGHTS_FROM/export-$t"
   done
 fi

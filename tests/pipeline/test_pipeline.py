@@ -83,10 +83,30 @@ def test_posed_picture_is_canonicalised(pipe, monkeypatch):
     seen = []
     out = pipe(figure_picture(), seed=1, refine=False, progress=lambda s, f: seen.append((s, f)))
     assert out.pose == "posed"
-    assert out.canonical.shape == (16, 16, 4)  # the canonicaliser's resolution
+    # The redrawing (the canonicaliser's 16 px) carries the picture's pixels at the picture's side.
+    assert out.canonical.shape == (64, 64, 4)
     assert any(s == "canonicalize" and 0 < f < 1 for s, f in seen)  # per-step progress
     assert out.seconds["refine"] == 0.0
     assert out.character.body.colors is not None and out.character.body.texture is None
+
+
+def test_picture_transfer_only_changes_the_colours_of_the_redrawing(weights, monkeypatch):
+    """With ``picture_transfer`` off the canonical picture is the canonicaliser's own (its side); on, the
+    same silhouette at the picture's side with colours pulled from the picture."""
+    import dataclasses
+
+    results = {}
+    for flag in (False, True):
+        pipe = StdGENPipeline.from_pretrained(weights, config=dataclasses.replace(tiny_config(), picture_transfer=flag))
+        monkeypatch.setattr(pipe.canonicalizer, "is_a_pose", lambda image: (False, 0.1))
+        framed = pipe.preprocess(figure_picture())
+        results[flag] = pipe.canonicalize(framed, "auto", 0, None)[0]
+    off, on = results[False], results[True]
+    assert off.shape == (16, 16, 4) and on.shape == (64, 64, 4)
+    from stdgen.pipeline.detail import _resize
+
+    up = np.clip(_resize(off[..., 3].astype(np.float32) / 255, 64), 0, 1) * 255
+    assert np.abs(on[..., 3].astype(float) - up).max() <= 1.0
 
 
 def test_canonicaliser_steps_default_to_the_pipelines_and_steps_overrides_them(weights, monkeypatch):

@@ -11,7 +11,8 @@ flow is trusted where it explains the redrawing, the redrawing kept where the pi
 matches (a limb moved too far, a part hidden in the pose). The silhouette stays the canonicaliser's.
 
 Measured on 12 validation characters' random-pose pictures against their true A-pose fronts (2D SSIM
-at 512 px, README "Generate"): 0.880 -> 0.885 (10 of 12 better) at ``tolerance`` 0.15.
+at 512 px, README "Generate"): 0.880 -> 0.886 (9 of 12 better) at ``tolerance`` 0.15; end to end SSIM
+0.868 -> 0.871 and part IoU body / clothes +0.017 / +0.009.
 """
 
 from __future__ import annotations

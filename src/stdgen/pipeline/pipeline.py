@@ -101,8 +101,10 @@ class PipelineConfig(ConfigMixin):
     #: optical flow finds them and their colours agree with it (:func:`stdgen.pipeline.detail.transfer_picture`):
     #: the redrawing is the model's soft mean at 128 px (no face, no stripes, skin tones drifting),
     #: the picture's head, torso and garments mostly keep their place. The canonical picture is then
-    #: at ``input_size``.
-    picture_transfer: bool = False
+    #: at ``input_size``. Session j, 12 validation pictures in random poses, end to end: SSIM 0.868 ->
+    #: 0.871 (9 of 12 better), part IoU body / clothes / hair 0.501 / 0.795 / 0.724 -> 0.518 / 0.805 /
+    #: 0.727, F@0.01 0.790 -> 0.789; about 1-2 s on 2 CPU cores.
+    picture_transfer: bool = True
     #: Colour distance at which a pulled picture pixel's weight falls to 1/e (:class:`TransferConfig`).
     picture_transfer_tolerance: float = 0.15
     #: How the six views are made (:data:`MULTIVIEW_MODES`): ``"diffusion"`` samples the multi-view
