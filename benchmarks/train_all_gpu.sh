@@ -5,6 +5,10 @@
 #                                                                   boxed to MINUTES, then watch
 #   bash benchmarks/train_all_gpu.sh watch SECONDS                   wait, then report progress
 #   bash benchmarks/train_all_gpu.sh finish [DTYPE]                  wait for the runs to end, export
+#   bash benchmarks/train_all_gpu.sh stop                            end the runs now (by their pid files: a
+#                                                                   `pkill -f` on the command line would also
+#                                                                   match the calling shell); finish then
+#                                                                   exports their last periodic checkpoint
 # Small models leave an H100 mostly idle when trained one at a time (launch- and data-bound), so the
 # tasks share it. Each task's run folder is /tmp/train-all/<task> on the machine's disk; a run already
 # there is resumed. Tasks: slrm mvdiff mvreg canon segment, and baseline (the multi-view deterministic U-Net of
@@ -93,5 +97,11 @@ case $cmd in
       (cd "$root" && tar -cf "$out/$t.tar" "export-$t")
     done
     ls -la "$out" ;;
-  *) echo "usage: $0 start MINUTES [WATCH_SECONDS] | watch SECONDS | finish [DTYPE]"; exit 2 ;;
+  stop)
+    for t in $tasks; do
+      pid=$(cat "$root/$t/pid" 2>/dev/null) && kill "$pid" 2>/dev/null && echo "$t: stopped ($pid)"
+      grep -q running "$root/$t/state" 2>/dev/null && echo "stopped" > "$root/$t/state"
+    done
+    report ;;
+  *) echo "usage: $0 start MINUTES [WATCH_SECONDS] | watch SECONDS | finish [DTYPE] | stop"; exit 2 ;;
 esac
