@@ -466,8 +466,9 @@ class StdGENPipeline:
         """Generate the layered character of ``image`` (a path, or ``(H, W, 3|4)`` uint8 / float in
         [0, 1]). ``pose``: ``"auto"`` (the A-pose check decides whether to canonicalise) or ``"apose"``
         (the picture is in A-pose: no redrawing). ``steps``: sampler steps of both diffusion models
-        (``None``: their defaults). ``mask``: the figure's mask (path or ``(H, W)`` array) instead of
-        the picture's alpha / the segmenter. ``progress(stage, fraction)`` as each stage advances;
+        (``None``: ``config.canonicalize_steps`` and ``config.multiview_steps``). ``mask``: the figure's
+        mask (path or ``(H, W)`` array) instead of the picture's alpha / the segmenter.
+        ``progress(stage, fraction)`` as each stage advances;
         ``on_stage(stage, images)`` as ``canonicalize`` (``{"canonical": (H, W, 4) uint8}``) and
         ``multiview`` (``{"views_rgb": (6, R, R, 4), "views_normal": (6, R, R, 3)}`` uint8) end."""
         self.check_inputs(image, pose=pose, seed=seed, steps=steps, refine=refine, mask=mask)
