@@ -2,14 +2,14 @@
 
     python benchmarks/pipeline_sweep.py PICTURES GT_DIR -o OUT --variant NAME=JSON [--variant ...]
         [--limit N] [--device cpu] [--pose apose|auto] [--canon-steps N] [--mv-steps N] [--cache-only]
-        [--mv-mode diffusion|mean|mean+diffusion] [--mv-start SIGMA] [--weights DIR]
+        [--views-set JSON] [--weights DIR]
 
 ``PICTURES``: A-pose pictures (``--pose auto``: any pose, canonicalised first) named like the
 ground-truth folders (``<id>.png``); ``GT_DIR``: the ``stdgen data render`` folder of those
 characters (use the VALIDATION split to choose settings: ``stdgen data render --split validation``).
 The canonical picture and six views of each picture are generated once (seed 0, the pipeline's
-default steps unless ``--canon-steps`` / ``--mv-steps``; the multi-view stage as ``--mv-mode`` /
-``--mv-start`` say, :attr:`stdgen.pipeline.PipelineConfig.multiview_mode`) and cached in ``OUT/cache/``
+default steps unless ``--canon-steps`` / ``--mv-steps``; other :class:`stdgen.pipeline.PipelineConfig`
+fields of the stages up to the views from ``--views-set``, e.g. ``multiview_mode``) and cached in ``OUT/cache/``
 (or taken from an earlier ``stdgen generate`` output, ``--views-from``); each variant
 (``NAME={"max_body_speck": 30}``: fields of
 :class:`stdgen.pipeline.PipelineConfig` over its defaults; ``"dilation.margin": 0.003`` sets a field of the
@@ -50,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-only", action="store_true", help="make the view cache and stop")
     p.add_argument("--mv-steps", type=int, default=None,
                    help="sampler steps of the multi-view model when the cache is made (default: its own)")
-    p.add_argument("--mv-mode", default=None, help="PipelineConfig.multiview_mode when the cache is made")
-    p.add_argument("--mv-start", type=float, default=None,
-                   help="PipelineConfig.multiview_start_sigma when the cache is made")
     p.add_argument("--weights", type=Path, default=None, help="a pipeline weights folder (default: bundled)")
     p.add_argument("--views-set", default="{}", help='PipelineConfig fields (JSON) used when the cache is made, '
                    'e.g. \'{"picture_transfer": true}\'')
@@ -74,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     pics = sorted(p for p in args.pictures.glob("*.png") if (args.gt / p.stem).is_dir())[: args.limit]
     if not pics:
         sys.exit(f"no pictures in {args.pictures} with a folder in {args.gt}")
-    views_config = dataclasses.replace(
-        PipelineConfig(), **({} if args.mv_mode is None else {"multiview_mode": args.mv_mode}),
-        **({} if args.mv_start is None else {"multiview_start_sigma": args.mv_start}), **json.loads(args.views_set))
+    views_config = dataclasses.replace(PipelineConfig(), **json.loads(args.views_set))
     pipe = StdGENPipeline.from_pretrained(args.weights, device=args.device, config=views_config)
     cache = args.out / "cache"
     cache.mkdir(parents=True, exist_ok=True)

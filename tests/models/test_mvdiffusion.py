@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from multiview_standin import fake_stream_batch
 
 from stdgen.models.diffusion.attention import (
     Attention,
@@ -216,24 +217,13 @@ def test_small_config_size():
 
 
 # ------------------------------------------------------------------------------------------ task
-def _fake_stream_batch(b: int = 2, res: int = 16, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    alpha = torch.zeros(b, 1, 6, 1, res, res)
-    alpha[..., res // 4: 3 * res // 4, res // 3: 2 * res // 3] = 1.0
-    n = torch.nn.functional.normalize(torch.randn(b, 1, 6, 3, res, res, generator=g), dim=3) * alpha
-    rgb = torch.rand(b, 1, 6, 3, res, res, generator=g) * alpha + (1 - alpha)
-    lit = (rgb * 0.8).clamp(0, 1) * alpha + (1 - alpha)
-    depth = (2.0 + torch.rand(b, 1, 6, 1, res, res, generator=g) * 0.1) * alpha
-    return {"rgb": rgb, "lit": lit, "normal": n, "alpha": alpha, "depth": depth}
-
-
 def test_task_loss_decreases_on_a_fixed_batch():
     from stdgen.train.tasks.mvdiff import MultiViewTask, tiny
 
     task = MultiViewTask(tiny())
     torch.manual_seed(0)
     model = task.build_model()
-    batch = task.make_batch(_fake_stream_batch(), torch.Generator().manual_seed(0))
+    batch = task.make_batch(fake_stream_batch(), torch.Generator().manual_seed(0))
     assert batch["target"].shape == (2, 2, 6, 4, 16, 16) and batch["cond"].shape == (2, 4, 16, 16)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
@@ -261,7 +251,7 @@ def test_task_images_and_metrics_shapes():
 
     task = MultiViewTask(tiny())
     model = task.build_model()
-    batch = task.make_batch(_fake_stream_batch(), None)
+    batch = task.make_batch(fake_stream_batch(), None)
     grids = task.images(model, batch)
     assert grids["samples"].shape == (1, 3, 64, 7 * 16)
     true = (batch["target"] + 1) / 2
@@ -325,7 +315,7 @@ def test_small_preset_trains_and_samples_on_cuda_in_bf16():
     task = MultiViewTask(small())
     torch.manual_seed(0)
     model = task.build_model().cuda()
-    raw = {k: v.cuda() for k, v in _fake_stream_batch(b=4, res=128).items()}
+    raw = {k: v.cuda() for k, v in fake_stream_batch(b=4, res=128).items()}
     batch = task.make_batch(raw, torch.Generator(device="cuda").manual_seed(0))
     with torch.autocast("cuda", torch.bfloat16):
         loss = sum(task.losses(model, batch, 0).values())

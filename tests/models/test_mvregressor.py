@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from multiview_standin import fake_stream_batch
 
 from stdgen.models.diffusion.flow import FlowMatching
 from stdgen.models.mvdiffusion import (
@@ -19,18 +20,6 @@ from stdgen.models.mvdiffusion import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _fake_stream_batch(b: int = 2, res: int = 16, seed: int = 0) -> dict:
-    """A RenderStream-like batch: one box-shaped figure in six views, random colours and normals."""
-    g = torch.Generator().manual_seed(seed)
-    alpha = torch.zeros(b, 1, 6, 1, res, res)
-    alpha[..., res // 4: 3 * res // 4, res // 3: 2 * res // 3] = 1.0
-    n = torch.nn.functional.normalize(torch.randn(b, 1, 6, 3, res, res, generator=g), dim=3) * alpha
-    rgb = torch.rand(b, 1, 6, 3, res, res, generator=g) * alpha + (1 - alpha)
-    lit = (rgb * 0.8).clamp(0, 1) * alpha + (1 - alpha)
-    depth = (2.0 + torch.rand(b, 1, 6, 1, res, res, generator=g) * 0.1) * alpha
-    return {"rgb": rgb, "lit": lit, "normal": n, "alpha": alpha, "depth": depth}
 
 
 def _tiny(seed: int = 0) -> MultiViewRegressor:
@@ -166,7 +155,7 @@ def test_task_loss_decreases_on_a_fixed_batch():
     task = MultiViewRegressionTask(tiny())
     torch.manual_seed(0)
     model = task.build_model()
-    batch = task.make_batch(_fake_stream_batch(), torch.Generator().manual_seed(0))
+    batch = task.make_batch(fake_stream_batch(), torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     terms = task.losses(model, batch, 0)
     assert set(terms) == {"rgb", "alpha", "normal", "ssim"}
@@ -184,7 +173,7 @@ def test_task_repeats_each_streamed_batch(monkeypatch):
     """``batch_repeats``: each streamed batch gives that many training batches, each jittered anew."""
     from stdgen.train.tasks.mvreg import MultiViewRegressionTask, tiny
 
-    raw = [_fake_stream_batch(), _fake_stream_batch()]
+    raw = [fake_stream_batch(), fake_stream_batch()]
     task = MultiViewRegressionTask(dataclasses.replace(tiny(), batch_repeats=3, style_probability=0.0))
     monkeypatch.setattr(task, "_stream", lambda *a, **k: iter(raw))
     it = task.batches(rank=0, world_size=1, device=torch.device("cpu"), seed=0)

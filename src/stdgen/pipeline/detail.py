@@ -54,6 +54,13 @@ def _straight(rgba: np.ndarray) -> np.ndarray:
     return rgba[..., :3].astype(np.float32) / 255.0
 
 
+def _unpremultiply(premult: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` premultiplied colour and its ``(H, W)`` alpha -> straight colour in [0, 1] (white
+    where the alpha is 0)."""
+    a = alpha[..., None]
+    return np.where(a > 1e-3, np.clip(premult / np.maximum(a, 1e-3), 0, 1), 1.0).astype(np.float32)
+
+
 def _resize(x: np.ndarray, side: int) -> np.ndarray:
     """``(H, W[, C])`` float32 -> ``(side, side[, C])`` (antialiased when shrinking)."""
     from skimage.transform import resize
@@ -96,13 +103,10 @@ def transfer_picture(picture: np.ndarray, canonical: np.ndarray,
     if canonical.shape[0] > side:
         raise ValueError(f"canonical: its side {canonical.shape[0]} is larger than the picture's ({side})")
     pic, pic_alpha = _over_white(picture)
-    can, can_alpha = _over_white(canonical)
-    can_straight = _straight(canonical)
-    # Resize the redrawing premultiplied, so the white around it does not bleed into its edge colours.
-    can_alpha_up = np.clip(_resize(can_alpha, side), 0, 1)
-    can_straight = _resize(can_straight * can_alpha[..., None], side) / np.maximum(can_alpha_up, 1e-3)[..., None]
-    can_straight = np.where(can_alpha_up[..., None] > 1e-3, np.clip(can_straight, 0, 1), 1.0)
-    can, can_alpha = _resize(can, side), can_alpha_up
+    can_small, alpha_small = _over_white(canonical)
+    can, can_alpha = _resize(can_small, side), np.clip(_resize(alpha_small, side), 0, 1)
+    # The redrawing's straight colours, resized premultiplied (the white around it stays out of its edges).
+    can_straight = _unpremultiply(_resize(_straight(canonical) * alpha_small[..., None], side), can_alpha)
     soft = _blur(pic, cfg.softness * side / canonical.shape[0])
     f = min(cfg.flow_side, side)
     v, u = optical_flow_tvl1(_grey(_resize(can, f)), _grey(_resize(soft, f)), attachment=10, num_warp=5)
@@ -120,11 +124,11 @@ def transfer_picture(picture: np.ndarray, canonical: np.ndarray,
     soft_pulled, alpha_pulled = pull(soft, 1.0), pull(pic_alpha, 0.0)
     # The picture's straight colours, pulled premultiplied (its own edges do not take in the white).
     premult = pull(_straight(picture) * pic_alpha[..., None], 0.0)
-    sharp = np.where(alpha_pulled[..., None] > 1e-3, premult / np.maximum(alpha_pulled, 1e-3)[..., None], 1.0)
+    sharp = _unpremultiply(premult, alpha_pulled)
     smooth = cfg.smoothing * side / 512
     err = _blur(np.sqrt(((soft_pulled - can) ** 2).sum(-1)), smooth)
     weight = np.exp(-(err / cfg.tolerance) ** 2) * (alpha_pulled > 0.5) * (can_alpha > 0.5)
     weight = np.clip(_blur(weight.astype(np.float32), smooth / 2), 0, 1)
-    straight = weight[..., None] * np.clip(sharp, 0, 1) + (1 - weight[..., None]) * can_straight
+    straight = weight[..., None] * sharp + (1 - weight[..., None]) * can_straight
     out = np.concatenate([straight, can_alpha[..., None]], -1)
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8), weight.astype(np.float32)

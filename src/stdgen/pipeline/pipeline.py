@@ -50,12 +50,6 @@ COMPONENTS: tuple[str, ...] = ("segment", "canon", "mvdiff", "slrm")
 #: The multi-view stage's ways (``PipelineConfig.multiview_mode``): the diffusion model from pure noise,
 #: the deterministic predictor's mean alone, or the diffusion sampler started from that mean.
 MULTIVIEW_MODES: tuple[str, ...] = ("diffusion", "mean", "mean+diffusion")
-
-
-def components_for(config: PipelineConfig) -> tuple[str, ...]:
-    """The weights folders a pipeline with ``config`` loads: :data:`COMPONENTS`, plus ``mvreg`` (the
-    :class:`~stdgen.models.mvdiffusion.MultiViewRegressor`) when the multi-view mode uses the mean."""
-    return COMPONENTS + (("mvreg",) if config.multiview_mode != "diffusion" else ())
 #: The framing of a picture whose world size is unknown: a 1.6 m tall character, its height 91 % of
 #: the image (the framing ``stdgen reconstruct`` gives six pictures), so the result is in metres.
 WORLD_CENTER: tuple[float, float, float] = (0.0, 0.88, 0.0)
@@ -64,6 +58,12 @@ WORLD_HALF_SIZE = 0.88
 FRONT = 2
 #: Indices of the back view (azimuth 180) and the side views (azimuths -90 and 90).
 BACK, LEFT, RIGHT = 5, 0, 4
+
+
+def components_for(config: PipelineConfig) -> tuple[str, ...]:
+    """The weights folders a pipeline with ``config`` loads: :data:`COMPONENTS`, plus ``mvreg`` (the
+    :class:`~stdgen.models.mvdiffusion.MultiViewRegressor`) when the multi-view mode uses the mean."""
+    return COMPONENTS + (("mvreg",) if config.multiview_mode != "diffusion" else ())
 
 
 def front_weighted(weight: float) -> tuple[float, ...]:
@@ -573,8 +573,9 @@ class StdGENPipeline:
         if self.config.picture_transfer and canonical.shape[0] <= framed.shape[0]:
             canonical, weight = transfer_picture(framed, canonical,
                                                  TransferConfig(tolerance=self.config.picture_transfer_tolerance))
-            log.info("picture pixels on the redrawing: %.0f %% of the figure", 100 * float(
-                weight[canonical[..., 3] > 127].mean()) if (canonical[..., 3] > 127).any() else 0.0)
+            figure = canonical[..., 3] > 127
+            log.info("picture pixels on the redrawing: %.0f %% of the figure",
+                     100 * float(weight[figure].mean()) if figure.any() else 0.0)
         return canonical, "posed"
 
     def generate_views(self, canonical: np.ndarray, seed: int, steps: int | None,
@@ -587,17 +588,14 @@ class StdGENPipeline:
         image, res = _chw(canonical), cfg.multiview_resolution
         if cfg.multiview_mode == "diffusion":
             rgba, normal = self.multiview.generate(image, seed=seed, steps=steps, resolution=res, on_step=on_step)
+        elif cfg.multiview_mode == "mean":
+            rgba, normal = self.regressor.generate(image, resolution=res, on_step=on_step)
         else:
-            from stdgen.models.mvdiffusion import prepare_image, split_outputs
+            from stdgen.models.mvdiffusion import prepare_image
 
-            mean = self.regressor.sample(prepare_image(image, res)[None])[0].float().cpu()  # (D, V, 4, R, R)
-            if cfg.multiview_mode == "mean":
-                if on_step is not None:
-                    on_step(1, 1)
-                rgba, normal = split_outputs(mean)
-            else:
-                rgba, normal = self.multiview.generate(image, seed=seed, steps=steps, resolution=res, on_step=on_step,
-                                                       init=mean, start_sigma=cfg.multiview_start_sigma)
+            mean = self.regressor.sample(prepare_image(image, res)[None])[0].cpu()  # (D, V, 4, R, R)
+            rgba, normal = self.multiview.generate(image, seed=seed, steps=steps, resolution=res, on_step=on_step,
+                                                   init=mean, start_sigma=cfg.multiview_start_sigma)
         return _to_uint8(rgba.permute(0, 2, 3, 1).numpy()), _to_uint8(normal.permute(0, 2, 3, 1).numpy())
 
     def front_replaced(self, canonical: np.ndarray, views_rgb: np.ndarray, side: int) -> torch.Tensor:
