@@ -117,3 +117,102 @@ def test_deterministic():
     a, wa = transfer_picture(pic, can)
     b, wb = transfer_picture(pic, can)
     assert np.array_equal(a, b) and np.array_equal(wa, wb)
+
+
+def test_fit_shift_ignores_a_few_wrong_vectors():
+    from stdgen.pipeline.detail import fit_shift
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 100, (400, 2))
+    tgt = pts + np.array([3.0, -5.0]) + rng.normal(0, 0.3, (400, 2))
+    tgt[:60] += rng.uniform(-40, 40, (60, 2))  # 15 % of the flow gone astray
+    np.testing.assert_allclose(fit_shift(pts, tgt), [3.0, -5.0], atol=0.3)
+
+
+def _with_eyes(pic: np.ndarray, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """The picture with two dark eyes in its head (moved by ``shift`` rows, columns) and their mask."""
+    side = pic.shape[0]
+    out = pic.copy()
+    eyes = np.zeros(pic.shape[:2], bool)
+    r0 = round(0.17 * side) + shift[0]
+    for c0 in (round(0.46 * side), round(0.54 * side)):
+        eyes[r0:r0 + 3, c0 + shift[1]:c0 + shift[1] + 3] = True
+    out[eyes, :3] = 20
+    return out, eyes
+
+
+def test_the_head_comes_back_in_one_piece():
+    """A face the redrawing lost (two eyes) comes back at the redrawing's head, from a picture moved by
+    a few pixels; the per-pixel colour test alone (no head band) does not bring it."""
+    plain = _square(figure_picture(128, 128, seed=3), 128)
+    can = _soft(plain, 32)  # the redrawing: no eyes
+    truth, eyes = _with_eyes(plain)
+    pic = np.zeros_like(truth)
+    pic[2:, 3:] = truth[:-2, :-3]  # the posed picture's head sits 2 px lower and 3 px to the right
+    with_head, weight = transfer_picture(pic, can)
+    without, _ = transfer_picture(pic, can, TransferConfig(head_fraction=0))
+    assert float(weight[eyes].mean()) > 0.9
+    err_head = _fg_error(with_head, truth, eyes)
+    err_none = _fg_error(without, truth, eyes)
+    assert err_head < 25 and err_head < 0.3 * err_none, (err_head, err_none)
+
+
+def test_the_head_takes_the_pictures_outline_near_the_redrawings():
+    """The redrawing's head drawn narrower than the picture's: the result's head is as wide as the
+    picture's; below the head band the silhouette stays the redrawing's."""
+    pic = _square(figure_picture(128, 128, seed=4), 128)
+    narrow = pic.copy()
+    y, x = np.mgrid[0:128, 0:128]
+    narrow[(y < 0.22 * 128) & (abs(x - 64) > 0.06 * 128), 3] = 0
+    can = _soft(narrow, 32)
+    out, _ = transfer_picture(pic, can)
+    head_rows = slice(round(0.12 * 128), round(0.17 * 128))
+    width = lambda a: (a[head_rows] > 127).sum(1).mean()
+    assert width(out[..., 3]) > width(narrow[..., 3]) + 3
+    assert abs(width(out[..., 3]) - width(pic[..., 3])) < 2.5
+    from PIL import Image
+
+    upsampled = np.asarray(Image.fromarray(can).resize((128, 128), Image.BICUBIC))
+    body = slice(round(0.4 * 128), 128)
+    np.testing.assert_allclose(out[body, :, 3].astype(float), upsampled[body, :, 3].astype(float), atol=40)
+
+
+def _chw01(rgba: np.ndarray):
+    import torch
+
+    return torch.from_numpy(rgba).permute(2, 0, 1).float() / 255.0
+
+
+def test_the_back_takes_the_mirrored_pictures_detail_below_the_head():
+    """A back drawn softly in the picture's colours (as the 128 px multi-view model draws it) takes
+    the mirrored picture's stripes below the head; the head and the silhouette stay the back's."""
+    from PIL import Image
+
+    from stdgen.pipeline.pipeline import mirrored_detail
+
+    pic = _striped(128, seed=5)
+    mirrored = pic[:, ::-1].copy()
+    soft_back = np.asarray(Image.fromarray(_soft(mirrored, 32)).resize((128, 128), Image.BICUBIC))
+    back = _chw01(soft_back)
+    out = mirrored_detail(_chw01(pic), back, 32, 0.15)
+    assert out.shape == back.shape
+    assert np.array_equal(out[3].numpy(), back[3].numpy())
+    got = (out[:3].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+    rows = np.flatnonzero((soft_back[..., 3] > 127).any(1))
+    top, height = rows[0], rows[-1] - rows[0]
+    body = _inner(mirrored) & (np.arange(128)[:, None] > top + 0.3 * height)
+    assert _fg_error(got, mirrored, body) < 0.3 * _fg_error(soft_back, mirrored, body)
+    head = (soft_back[..., 3] > 127) & (np.arange(128)[:, None] < top + 0.19 * height)
+    assert _fg_error(got, soft_back, head) < 1.0  # the head: the back's own colours
+
+
+def test_a_back_unlike_the_picture_keeps_its_colours():
+    from stdgen.pipeline.pipeline import mirrored_detail
+
+    pic = _striped(96, seed=6)
+    other = pic[:, ::-1].copy()
+    other[..., :3] = (0, 0, 255)  # a back all in one colour the picture does not have
+    back = _chw01(other)
+    out = mirrored_detail(_chw01(pic), back, 24, 0.1)
+    inner = _inner(other)
+    assert float((out - back).abs()[:3].permute(1, 2, 0).numpy()[inner].max()) < 0.1

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from stdgen.errors import StdgenError
 from stdgen.pipeline import STAGES, GenerateOutput, StdGENPipeline, save_output
@@ -92,12 +93,14 @@ def test_posed_picture_is_canonicalised(pipe, monkeypatch):
 
 def test_picture_transfer_only_changes_the_colours_of_the_redrawing(weights, monkeypatch):
     """With ``picture_transfer`` off the canonical picture is the canonicaliser's own (its side); on, the
-    same silhouette at the picture's side with colours pulled from the picture."""
+    same silhouette at the picture's side with colours pulled from the picture (without the head band,
+    which may widen the head: ``tests/pipeline/test_detail.py``)."""
     import dataclasses
 
     results = {}
     for flag in (False, True):
-        pipe = StdGENPipeline.from_pretrained(weights, config=dataclasses.replace(tiny_config(), picture_transfer=flag))
+        config = dataclasses.replace(tiny_config(), picture_transfer=flag, picture_transfer_head=0.0)
+        pipe = StdGENPipeline.from_pretrained(weights, config=config)
         monkeypatch.setattr(pipe.canonicalizer, "is_a_pose", lambda image: (False, 0.1))
         framed = pipe.preprocess(figure_picture())
         results[flag] = pipe.canonicalize(framed, "auto", 0, None)[0]
@@ -192,6 +195,26 @@ def test_back_view_silhouette_is_the_picture_mirrored(pipe, monkeypatch):
     np.testing.assert_allclose(sides[LEFT, 3].numpy(), sides[RIGHT, 3].flip(-1).numpy(), atol=1e-6)
     np.testing.assert_allclose(sides[LEFT, 3].numpy(), (plain[LEFT, 3] + plain[RIGHT, 3].flip(-1)).numpy() / 2,
                                atol=1e-6)
+
+
+def test_back_detail_changes_only_the_backs_colours(pipe):
+    """``back_detail``: the back view takes the mirrored picture's pixels where they agree with it; the
+    silhouettes and the other five views do not change."""
+    canonical = figure_picture(128, 128)
+    stripes = (np.arange(128) // 2 % 2 == 0)[:, None, None]  # detail the 32 px views cannot hold
+    canonical[..., :3] = np.where(stripes, canonical[..., :3], canonical[..., :3] // 3)
+    small = np.asarray(Image.fromarray(canonical).resize((32, 32), Image.BOX))
+    views = np.repeat(small[None], 6, 0)
+    views[BACK] = small[:, ::-1]  # a soft back in the picture's colours
+    plain = pipe.front_replaced(canonical, views, 128)
+    detail = pipe.front_replaced(canonical, views, 128, back_detail=True)
+    others = [v for v in range(6) if v != BACK]
+    assert torch.equal(plain[others], detail[others])
+    assert torch.equal(plain[BACK, 3], detail[BACK, 3])
+    inside = plain[BACK, 3] > 0.99
+    mirrored = torch.from_numpy(canonical[:, ::-1, :3].copy()).permute(2, 0, 1).float() / 255
+    err = lambda v: (v[BACK, :3] - mirrored).abs().mean(0)[inside].mean()
+    assert err(detail) < 0.7 * err(plain)
 
 
 def test_same_seed_same_files_other_seed_other_views(weights, tmp_path):
