@@ -169,8 +169,10 @@ class PipelineConfig(ConfigMixin):
     #: checks and faces visibly sharper in the front render; session h, 12 validation pictures: SSIM
     #: 0.893 -> 0.894, part IoU within 0.003, about 2-4 s more on 2 CPU cores).
     texture_view_resolution: int = 512
-    #: Side of each part's texture.
-    texture_size: int = 512
+    #: Side of each part's texture. At 512 the atlas (a refined clothes mesh charts into ~1 500 small
+    #: charts) has fewer texels than the picture has pixels on the figure, and the front render lost
+    #: the picture's stripes even when baked from the picture alone (session l); 1024 keeps them.
+    texture_size: int = 1024
     #: Weight of the front view (the canonical picture itself) in the texture bake, against 1 for
     #: each generated view (both times ``cos^2`` of the viewing angle): where the picture sees a
     #: surface its colours win, so the front render shows the picture rather than a blend with the

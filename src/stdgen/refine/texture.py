@@ -8,9 +8,11 @@
    test against the scene, inner and outer layers included, so a body texel under a sleeve gets
    nothing from that view) its colour is sampled from the image, weighted by ``cos^power`` of the
    angle between its normal and the view direction (grazing views smear); views are averaged.
-4. :func:`pull_push_fill`: texels no view saw (and the gutter around charts, so bilinear lookups
-   at chart edges stay clean) are filled by pull-push diffusion over the atlas (Gortler et al.
-   1996): average down a pyramid of weighted colours, then fill holes from coarser levels.
+4. :func:`dilate_fill`: the gutter around each chart (and unseen texels at its edge) takes the
+   colour of the chart's own nearest texels, a few texels deep, so bilinear lookups at chart edges
+   read that chart; then :func:`pull_push_fill`: what is still empty (texels no view saw) is filled
+   by pull-push diffusion over the atlas (Gortler et al. 1996): average down a pyramid of weighted
+   colours, then fill holes from coarser levels.
 
 :func:`bake_vertex_colors` is the fallback: the same weighted back-projection at the vertices.
 """
@@ -122,6 +124,39 @@ def back_project(points: torch.Tensor, normals: torch.Tensor, images: torch.Tens
     return out.clamp(0, 1), total
 
 
+def dilate_fill(color: np.ndarray, weight: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grow the known texels of ``color`` (S, S, C) (``weight`` (S, S) > 0) outwards ``steps`` times:
+    each empty texel next to known ones (8-neighbourhood) takes their mean. Returns the colours and
+    the new known mask (S, S) bool.
+
+    Charts are packed with a gutter between them, so each gutter texel takes the colour of the
+    nearest chart, its own for the texels a bilinear lookup at a chart's edge reads. (Pull-push alone
+    fills the gutter from a coarser level that mixes neighbouring charts, which sit side by side in
+    the atlas but nowhere near each other on the surface: every small chart got a rim of foreign
+    colour.)
+    """
+    col = np.where((np.asarray(weight) > 0)[..., None], np.asarray(color, np.float32), 0).astype(np.float32)
+    known = np.asarray(weight) > 0
+    h, w = known.shape
+    for _ in range(steps):
+        k = np.pad(known, 1).astype(np.float32)
+        c = np.pad(col * known[..., None], ((1, 1), (1, 1), (0, 0)))
+        total = np.zeros_like(col)
+        count = np.zeros((h, w), np.float32)
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                if dy == 1 and dx == 1:
+                    continue
+                total += c[dy:dy + h, dx:dx + w]
+                count += k[dy:dy + h, dx:dx + w]
+        grow = ~known & (count > 0)
+        if not grow.any():
+            break
+        col[grow] = total[grow] / count[grow][:, None]
+        known = known | grow
+    return col, known
+
+
 def pull_push_fill(color: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Fill texels of ``color`` (S, S, C) where ``weight`` (S, S) is 0 by pull-push diffusion.
 
@@ -199,7 +234,8 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
     weight = np.zeros(size * size, np.float32)
     color[sel.cpu().numpy()] = col.cpu().numpy()
     weight[sel.cpu().numpy()] = wgt.cpu().numpy()
-    filled = pull_push_fill(color.reshape(size, size, 3), weight.reshape(size, size))
+    color, known = dilate_fill(color.reshape(size, size, 3), weight.reshape(size, size), cfg.padding + 2)
+    filled = pull_push_fill(color, known)
     tex = (np.clip(filled, 0, 1) * 255 + 0.5).astype(np.uint8)
     return mesh.replace(uvs=uvs, uv_faces=uv_faces, texture=tex, colors=None)
 
