@@ -216,3 +216,46 @@ def test_a_back_unlike_the_picture_keeps_its_colours():
     out = mirrored_detail(_chw01(pic), back, 24, 0.1)
     inner = _inner(other)
     assert float((out - back).abs()[:3].permute(1, 2, 0).numpy()[inner].max()) < 0.1
+
+
+def _two_tone(side: int, top: tuple, bottom: tuple) -> np.ndarray:
+    """``(S, S, 4)`` float: a box figure, its upper half one colour and its lower half another."""
+    x = np.ones((side, side, 4), np.float32)
+    x[..., 3] = 0
+    x[side // 8:7 * side // 8, side // 4:3 * side // 4, 3] = 1
+    x[:side // 2, ..., :3] = top
+    x[side // 2:, ..., :3] = bottom
+    return x
+
+
+def test_colour_match_moves_the_views_by_the_fronts_drift():
+    from stdgen.pipeline.detail import apply_colour_match, fit_colour_match
+
+    # The generated front drew the top too pale (0.9 where the picture has 0.6) and the bottom right.
+    gen = _two_tone(64, (0.9, 0.8, 0.7), (0.2, 0.3, 0.6))
+    pic = _two_tone(64, (0.6, 0.5, 0.2), (0.2, 0.3, 0.6))
+    match = fit_colour_match(gen, pic)
+    assert match is not None
+    side_view = _two_tone(64, (0.9, 0.8, 0.7), (0.2, 0.3, 0.6))
+    side_view[..., 3] = 0
+    side_view[8:56, 24:40, 3] = 1  # narrower, like a side view: the same rows
+    out = apply_colour_match(side_view[None], match)[0]
+    # The pale top moves most of the way to the picture's colour; the matching bottom stays.
+    top, bottom = out[16, 32, :3], out[48, 32, :3]
+    assert np.abs(top - (0.6, 0.5, 0.2)).max() < 0.05, top
+    assert np.abs(bottom - (0.2, 0.3, 0.6)).max() < 0.02, bottom
+    np.testing.assert_array_equal(out[..., 3], side_view[..., 3])
+    # A colour the front never shows (green) keeps its colour.
+    other = side_view.copy()
+    other[8:56, 24:40, :3] = (0.1, 0.8, 0.1)
+    np.testing.assert_allclose(apply_colour_match(other[None], match)[0], other, atol=0.01)
+
+
+def test_colour_match_needs_overlapping_silhouettes():
+    from stdgen.pipeline.detail import apply_colour_match, fit_colour_match
+
+    gen = _two_tone(64, (0.9, 0.8, 0.7), (0.2, 0.3, 0.6))
+    empty = gen.copy()
+    empty[..., 3] = 0
+    assert fit_colour_match(gen, empty) is None
+    np.testing.assert_array_equal(apply_colour_match(gen[None], None), gen[None])

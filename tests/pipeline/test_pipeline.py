@@ -217,6 +217,32 @@ def test_back_detail_changes_only_the_backs_colours(pipe):
     assert err(detail) < 0.7 * err(plain)
 
 
+def test_view_colour_match_moves_the_generated_views_by_the_fronts_drift(pipe, monkeypatch):
+    """``view_colour_match``: the generated views, all drawn paler than the picture, move towards its
+    colours by the generated front's drift; ``"texture"`` only in the bake's views, ``"off"`` nowhere;
+    silhouettes and the front (the picture) unchanged."""
+    canonical = figure_picture(128, 128)
+    small = np.asarray(Image.fromarray(canonical).resize((64, 64), Image.BOX)).copy()
+    pale = small.copy()
+    pale[..., :3] = (155 + 0.4 * small[..., :3]).astype(np.uint8)  # the model's washed-out colours
+    views = np.repeat(pale[None], 6, 0)
+    monkeypatch.setattr(pipe.config, "view_colour_match", "off")
+    plain = pipe.front_replaced(canonical, views, 64)
+    assert torch.equal(pipe.front_replaced(canonical, views, 64, texture=True), plain)
+    monkeypatch.setattr(pipe.config, "view_colour_match", "texture")
+    assert torch.equal(pipe.front_replaced(canonical, views, 64), plain)
+    tex = pipe.front_replaced(canonical, views, 64, texture=True)
+    monkeypatch.setattr(pipe.config, "view_colour_match", "all")
+    matched = pipe.front_replaced(canonical, views, 64)
+    assert torch.equal(tex, matched)
+    assert torch.equal(matched[:, 3], plain[:, 3]) and torch.equal(matched[FRONT], plain[FRONT])
+    truth = torch.from_numpy(small[..., :3].astype(np.float32) / 255).permute(2, 0, 1)
+    truth = torch.nn.functional.interpolate(truth[None], size=(64, 64), mode="bilinear")[0]
+    inside = plain[LEFT, 3] > 0.99
+    err = lambda v: (v[LEFT, :3] - truth).abs().mean(0)[inside].mean()
+    assert err(matched) < 0.5 * err(plain)
+
+
 def test_same_seed_same_files_other_seed_other_views(weights, tmp_path):
     for k in range(2):
         pipe = StdGENPipeline.from_pretrained(weights, config=tiny_config())
