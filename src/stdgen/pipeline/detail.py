@@ -223,11 +223,12 @@ def head_transfer(picture: np.ndarray, can: np.ndarray, can_alpha: np.ndarray, s
     return head, weight, wide.astype(np.float32)
 
 
-
 @dataclass
 class ColourMatch:
     """The fitted correction of :func:`fit_colour_match`: ``centres`` ``(K, 4)`` (colour and scaled
-    row), ``offsets`` ``(K, 3)`` (picture minus generated colour), ``row_weight`` and ``reach`` as fitted."""
+    row), ``offsets`` ``(K, 3)`` (picture minus generated colour), ``row_weight`` and ``reach`` as fitted;
+    ``null_distance``: where, in units of ``reach``, the zero correction weighs as much as a cluster
+    (:func:`apply_colour_match`)."""
 
     centres: np.ndarray
     offsets: np.ndarray
