@@ -2,7 +2,7 @@
 
     python benchmarks/pipeline_sweep.py PICTURES GT_DIR -o OUT --variant NAME=JSON [--variant ...]
         [--limit N] [--device cpu] [--pose apose|auto] [--canon-steps N] [--mv-steps N] [--cache-only]
-        [--views-set JSON] [--weights DIR]
+        [--views-set JSON] [--weights DIR] [--true-views]
 
 ``PICTURES``: A-pose pictures (``--pose auto``: any pose, canonicalised first) named like the
 ground-truth folders (``<id>.png``); ``GT_DIR``: the ``stdgen data render`` folder of those
@@ -10,7 +10,8 @@ characters (use the VALIDATION split to choose settings: ``stdgen data render --
 The canonical picture and six views of each picture are generated once (seed 0, the pipeline's
 default steps unless ``--canon-steps`` / ``--mv-steps``; other :class:`stdgen.pipeline.PipelineConfig`
 fields of the stages up to the views from ``--views-set``, e.g. ``multiview_mode``) and cached in ``OUT/cache/``
-(or taken from an earlier ``stdgen generate`` output, ``--views-from``); each variant
+(or taken from an earlier ``stdgen generate`` output, ``--views-from``; or, as a diagnostic ceiling, the
+ground truth's own six views, ``--true-views``); each variant
 (``NAME={"max_body_speck": 30}``: fields of
 :class:`stdgen.pipeline.PipelineConfig` over its defaults; ``"dilation.margin": 0.003`` sets a field of the
 refinement's :class:`stdgen.refine.dilation.DilationConfig`) then reconstructs, refines and textures from
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a `stdgen generate` output folder made with the same canonicaliser and multi-view "
                         "weights: take each picture's canonical.png, mv_rgb.png and mv_normal.png from it "
                         "instead of generating them (the same arrays the pipeline would pass on)")
+    p.add_argument("--true-views", action="store_true",
+                   help="a diagnostic ceiling: take the six views from the ground truth's renders (its 'gen' "
+                        "views, resized to the pipeline's side) instead of the multi-view model's")
     args = p.parse_args(argv)
 
     from stdgen.pipeline import PipelineConfig, StdGENPipeline
@@ -88,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         if not f.is_file():
             # "framed" holds the canonical picture: what reconstruction and refinement read.
             framed, _ = pipe.canonicalize(pipe.preprocess(str(pic)), args.pose, 0, args.canon_steps)
-            rgb, nrm = pipe.generate_views(framed, 0, args.mv_steps)
+            if args.true_views:
+                rgb, nrm = true_views(args.gt / pic.stem, views_config.multiview_resolution)
+            else:
+                rgb, nrm = pipe.generate_views(framed, 0, args.mv_steps)
             np.savez_compressed(f, framed=framed, rgb=rgb, normal=nrm)
     if args.cache_only:
         return 0
@@ -139,6 +146,29 @@ def main(argv: list[str] | None = None) -> int:
         print(name, json.dumps({k: v for k, v in summary[name].items() if k != "fields"}), flush=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def true_views(gt_dir: Path, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ground truth's six generation views as the multi-view model's outputs would be: straight RGBA
+    ``(6, side, side, 4)`` uint8 (area-resized premultiplied, then un-premultiplied) and world normals
+    ``(6, side, side, 3)`` uint8 (``(n + 1) / 2``, renormalised; 0 off the figure)."""
+    import torch
+    import torch.nn.functional as F
+
+    from stdgen.io.dataset import read_renders
+
+    renders = read_renders(gt_dir, layers=("full",), maps=("rgb", "normal"))
+    idx, full = renders.view_index("gen"), renders.layers["full"]
+    rgba = torch.from_numpy(full.rgb[idx]).float().permute(0, 3, 1, 2) / 255
+    pre = F.interpolate(torch.cat([rgba[:, :3] * rgba[:, 3:], rgba[:, 3:]], 1), size=side, mode="area")
+    a = pre[:, 3:]
+    rgb = torch.where(a > 1e-4, pre[:, :3] / a.clamp_min(1e-4), torch.zeros_like(pre[:, :3]))
+    out_rgba = (torch.cat([rgb, a], 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    n = F.interpolate(torch.from_numpy(full.normal[idx]).permute(0, 3, 1, 2), size=side, mode="area")
+    n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    out_n = ((n + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out_n[out_rgba[..., 3] == 0] = 0
+    return out_rgba, out_n
 
 
 if __name__ == "__main__":

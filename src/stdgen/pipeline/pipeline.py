@@ -130,11 +130,13 @@ class PipelineConfig(ConfigMixin):
     #: pictures: SSIM 0.877 -> 0.881, silhouette IoU 0.868 -> 0.873): later steps add detail the
     #: model's low-noise end has not learned.
     multiview_steps: int = 5
-    #: Grid vertices per axis when the S-LRM's field is turned into layer meshes. 128 (was 96 until
-    #: session f): garments lie within a cell of the skin, and at 96 the body showed through them
-    #: (first 10 A-pose test pictures: part IoU body / clothes 0.444 / 0.748 -> 0.547 / 0.831, about 5 s
-    #: more per picture on 2 CPU cores).
-    grid_resolution: int = 128
+    #: Grid vertices per axis when the S-LRM's field is turned into layer meshes. 192 since session n
+    #: (96 until session f, then 128): garments lie within a cell of the skin, and on a coarse grid the
+    #: body shows through them (first 10 A-pose test pictures, 96 -> 128: part IoU body / clothes 0.444
+    #: / 0.748 -> 0.547 / 0.831; 12 validation pictures, 128 -> 192: A-pose body / clothes / hair +0.013
+    #: / +0.004 / +0.014, F@0.01 +0.008, random pose +0.012 / +0.006 / +0.012, F@0.01 +0.014; about 10 s
+    #: more per picture on one CPU core, 256 adds little more for half as much again).
+    grid_resolution: int = 192
     #: The body's probability margin at extraction (:attr:`stdgen.geometry.layers.LayerConfig.body_margin`):
     #: where a garment is thinner than a grid cell the body and the garment may nearly tie under its
     #: surface. Measured on 12 validation pictures (session g): body IoU 0.596 / 0.607 / 0.601 at 0 /
