@@ -64,6 +64,8 @@ case $cmd in
       run=$root/$t; mkdir -p "$run"
       resume=(); [ -f "$run/checkpoint.pt" ] && resume=(--resume)
       var=${t^^}_ARGS; extra=${!var}
+      # A resumed run continues from its own weights: the trainer refuses --init beside --resume.
+      [ ${#resume[@]} -gt 0 ] && extra=$(sed -E 's/--init +[^ ]+//' <<< "$extra")
       mvar=${t^^}_MINUTES; m=${!mvar:-$minutes}
       echo "running" > "$run/state"
       # setsid: the run outlives this call; state records how it ended.
