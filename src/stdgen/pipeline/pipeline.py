@@ -135,7 +135,7 @@ class PipelineConfig(ConfigMixin):
     #: body shows through them (first 10 A-pose test pictures, 96 -> 128: part IoU body / clothes 0.444
     #: / 0.748 -> 0.547 / 0.831; 12 validation pictures, 128 -> 192: A-pose body / clothes / hair +0.013
     #: / +0.004 / +0.014, F@0.01 +0.008, random pose +0.012 / +0.006 / +0.012, F@0.01 +0.014; about 10 s
-    #: more per picture on one CPU core, 256 adds little more for half as much again).
+    #: more per picture on one CPU core; 256 adds about half as much again for 50 % more time).
     grid_resolution: int = 192
     #: The body's probability margin at extraction (:attr:`stdgen.geometry.layers.LayerConfig.body_margin`):
     #: where a garment is thinner than a grid cell the body and the garment may nearly tie under its
