@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                                                               if not k.startswith("dilation.")})
         pipe.config.validate()
 
-        def refine_config(dilation=dilation):
-            cfg = base_refine_config()
+        def refine_config(dilation=dilation, **kw):
+            cfg = base_refine_config(**kw)
             for k, v in dilation.items():
                 setattr(cfg.schedule.dilation, k, v)
             cfg.validate()
@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             d = np.load(cache / f"{pic.stem}.npz")
             framed, rgb, nrm = d["framed"], d["rgb"], d["normal"]
             coarse = pipe.reconstruct(framed, rgb, nrm)
-            character = pipe.refine(coarse, framed, rgb, nrm, 0, lambda *a: None)
+            # --pose auto: the cached canonical picture is taken to be a redrawing (the A-pose check's
+            # decision is not cached; it judges posed pictures posed 49 times in 50).
+            character = pipe.refine(coarse, framed, rgb, nrm, 0, lambda *a: None, redrawn=args.pose == "auto")
             out.mkdir(parents=True, exist_ok=True)
             for fname, data in model_files(character).items():
                 (out / fname).write_bytes(data)

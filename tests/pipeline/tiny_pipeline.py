@@ -44,7 +44,7 @@ def save_tiny_weights(folder: Path, seed: int = 0) -> Path:
 def tiny_config() -> PipelineConfig:
     return PipelineConfig(input_size=64, multiview_resolution=16, multiview_steps=2, grid_resolution=24,
                           refine_resolution=32, refine_steps=(2, 2, 2), texture_size=32, preview_size=32,
-                          turntable_frames=2)
+                          turntable_frames=2, front_warp_steps=3)
 
 
 def figure_picture(h: int = 96, w: int = 64, alpha: bool = True, seed: int = 0) -> np.ndarray:

@@ -17,12 +17,13 @@ from stdgen.refine.optimizer import VertexAdamConfig
 from stdgen.refine.remesh import RemeshConfig, mesh_edges
 from stdgen.refine.schedule import ScheduleConfig, StageConfig
 from stdgen.refine.texture import TextureConfig
+from stdgen.refine.warp import SilhouetteWarpConfig
 from stdgen.structures.character import Character
 from stdgen.structures.mesh import Mesh
 from stdgen.structures.semantics import PARTS, Part
 
 CONFIGS = [VertexAdamConfig, LossWeights, RemeshConfig, DilationConfig, ExplicitTargetConfig, StageConfig,
-           ScheduleConfig, TextureConfig, CoarseConfig, ReportConfig, RefineConfig]
+           ScheduleConfig, TextureConfig, SilhouetteWarpConfig, CoarseConfig, ReportConfig, RefineConfig]
 
 
 def _fast(texture_size=64) -> RefineConfig:

@@ -1,6 +1,7 @@
 """Multi-layer refinement and texturing (stage 5 of the paper): body, then clothes, then hair,
 guided by multi-view normal maps and masks; continuous remeshing, collision loss, dilation, the
-ExplicitTarget pass, and UV textures baked from the views.
+ExplicitTarget pass, an optional image-plane warp of the finished parts onto one trusted view's
+silhouette (:mod:`stdgen.refine.warp`), and UV textures baked from the views.
 
 The library call (:mod:`stdgen.refine.core`)::
 
@@ -23,6 +24,7 @@ _EXPORTS = {
     "RefineOutput": "core", "ReportConfig": "core", "refine_folder": "folder",
     "ScheduleConfig": "schedule", "StageConfig": "schedule", "refine_character": "schedule",
     "TextureConfig": "texture", "CoarseConfig": "coarse",
+    "SilhouetteWarpConfig": "warp", "warp_to_silhouette": "warp",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)

@@ -32,6 +32,7 @@ from stdgen.refine.coarse import CoarseConfig
 from stdgen.refine.schedule import RefineResult, ScheduleConfig, StepCallback, refine_character
 from stdgen.refine.targets import STAGE_LAYER_SET, StageTargets, make_targets
 from stdgen.refine.texture import TextureConfig, texture_part
+from stdgen.refine.warp import SilhouetteWarpConfig, warp_to_silhouette
 from stdgen.render.camera import Cameras
 from stdgen.structures.character import Character
 from stdgen.structures.mesh import Mesh, merge_meshes
@@ -77,6 +78,9 @@ class RefineConfig(ConfigMixin):
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     #: The texture bake.
     texture: TextureConfig = field(default_factory=TextureConfig)
+    #: The image-plane warp of the refined parts onto one trusted view's silhouette, before the bake
+    #: (:mod:`stdgen.refine.warp`; off unless ``warp.view`` is set).
+    warp: SilhouetteWarpConfig = field(default_factory=SilhouetteWarpConfig)
     #: Coarse layers from a character's true parts (folder wrapper, without ``--coarse``).
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     #: The folder wrapper's report and picture.
@@ -85,6 +89,7 @@ class RefineConfig(ConfigMixin):
     def __post_init__(self) -> None:
         check_type(self, "schedule", ScheduleConfig)
         check_type(self, "texture", TextureConfig)
+        check_type(self, "warp", SilhouetteWarpConfig)
         check_type(self, "coarse", CoarseConfig)
         check_type(self, "report", ReportConfig)
 
@@ -223,11 +228,25 @@ def refine_parts(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping
             seconds.setdefault(p.key, 0.0)
             cpu.setdefault(p.key, 0.0)
 
+        refined: dict[Part, Mesh] = {p: result.meshes.get(p, _empty(p)) for p in PARTS}
+        if cfg.warp.view is not None and cfg.warp.steps > 0:
+            t0 = time.perf_counter()
+            c0 = time.process_time()
+            # The whole character's silhouette: the outermost stage's views (or the bake's, finer).
+            whole = texture_views if texture_views is not None else views
+            whole = stage_views(whole, present[-1]) if not isinstance(whole, RefineViews) else whole
+            if cfg.warp.view >= len(whole.cameras):
+                raise ValueError(f"RefineConfig.warp.view: {cfg.warp.view} but there are {len(whole.cameras)} views")
+            warped = warp_to_silhouette(refined, whole.cameras[cfg.warp.view:cfg.warp.view + 1],
+                                        whole.masks[cfg.warp.view].float(), cfg.warp, device=dev)
+            refined = warped.parts
+            log.debug("warp: silhouette IoU %.4f -> %.4f", warped.iou_before, warped.iou_after)
+            seconds["warp"] = time.perf_counter() - t0
+            cpu["warp"] = time.process_time() - c0
         # Texture each part from the colours of the layer set its stage was compared with, over the
         # scene of that layer set (depth test: a body texel under a sleeve takes nothing from that view).
         t0 = time.perf_counter()
         c0 = time.process_time()
-        refined: dict[Part, Mesh] = {p: result.meshes.get(p, _empty(p)) for p in PARTS}
         textured: dict[Part, Mesh] = {}
         for p in [p for p in PARTS if not refined[p].is_empty]:
             scene = merge_meshes([Mesh(refined[q].vertices, refined[q].faces) for q in PARTS
