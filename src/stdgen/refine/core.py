@@ -233,8 +233,7 @@ def refine_parts(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping
             t0 = time.perf_counter()
             c0 = time.process_time()
             # The whole character's silhouette: the outermost stage's views (or the bake's, finer).
-            whole = texture_views if texture_views is not None else views
-            whole = stage_views(whole, present[-1]) if not isinstance(whole, RefineViews) else whole
+            whole = stage_views(texture_views if texture_views is not None else views, present[-1])
             if cfg.warp.view >= len(whole.cameras):
                 raise ValueError(f"RefineConfig.warp.view: {cfg.warp.view} but there are {len(whole.cameras)} views")
             warped = warp_to_silhouette(refined, whole.cameras[cfg.warp.view:cfg.warp.view + 1],

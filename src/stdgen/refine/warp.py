@@ -26,10 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stdgen.render import shade
 from stdgen.render.antialias import antialias, antialias_topology
 from stdgen.render.camera import Cameras
 from stdgen.render.rasterize import rasterize
-from stdgen.structures.mesh import Mesh
+from stdgen.structures.mesh import Mesh, merge_meshes
 from stdgen.structures.semantics import Part
 from stdgen.utils.config import ConfigMixin, check_range
 
@@ -127,13 +128,9 @@ def warp_to_silhouette(parts: Mapping[Part, Mesh], camera: Cameras, silhouette: 
     if not keys:
         return WarpResult(out, np.zeros(0, np.float32), 1.0, 1.0, time.perf_counter() - t0)
     counts = [parts[p].num_vertices for p in keys]
-    verts = np.concatenate([parts[p].vertices for p in keys]).astype(np.float32)
-    faces, base = [], 0
-    for p, n in zip(keys, counts, strict=True):
-        faces.append(np.asarray(parts[p].faces, np.int64) + base)
-        base += n
-    v0 = torch.as_tensor(verts, device=dev)
-    tri = torch.as_tensor(np.concatenate(faces), device=dev)
+    union = merge_meshes([Mesh(parts[p].vertices, parts[p].faces) for p in keys])  # geometry only
+    v0 = torch.as_tensor(union.vertices, dtype=torch.float32, device=dev)
+    tri = torch.as_tensor(union.faces, dtype=torch.long, device=dev)
     cam = camera.to(dev)
     r = cfg.resolution
     zeros = torch.zeros(1, *sil.shape, 3)
@@ -141,14 +138,13 @@ def warp_to_silhouette(parts: Mapping[Part, Mesh], camera: Cameras, silhouette: 
     targets = crop_targets(targets, v0, cfg.margin_px)
     target = targets.mask  # (1, h, w, 1)
     if not bool((target > 0.5).any()):  # nothing to meet: an empty silhouette says nothing about the outline
-        return WarpResult(out, np.zeros(len(verts), np.float32), 0.0, 0.0, time.perf_counter() - t0)
+        return WarpResult(out, np.zeros(len(v0), np.float32), 0.0, 0.0, time.perf_counter() - t0)
     rcam = targets.cameras
     res = tuple(target.shape[1:3])
     pixel = targets.pixel  # world units per pixel of the full r x r frame
     topology = antialias_topology(tri)
     # The camera's right and up axes in world space: the offsets move vertices along them.
-    rot = cam.world_to_cam[0, :3, :3].float()
-    axes = rot[:2]  # (2, 3)
+    axes = cam.world_to_cam[0, :2, :3].float()  # (2, 3)
     with torch.no_grad():
         c = cam.clip(v0)[0]
         ndc = (c[:, :2] / c[:, 3:4]).clamp(-1.5, 1.5)
@@ -156,16 +152,17 @@ def warp_to_silhouette(parts: Mapping[Part, Mesh], camera: Cameras, silhouette: 
     def coverage(x: torch.Tensor) -> torch.Tensor:
         clip = rcam.clip(x)
         rast = rasterize(clip, tri, res)
-        cov = (rast[..., 3:4] > 0).float()
-        return antialias(cov, rast, clip, tri, topology)
+        return antialias(shade.mask(rast), rast, clip, tri, topology)
 
     raw = torch.zeros(2, cfg.grid, cfg.grid, device=dev, requires_grad=True)
     opt = torch.optim.Adam([raw], lr=cfg.lr)
     spacing = (r - 1) / (cfg.grid - 1)  # pixels between control points
     lam = cfg.smoothness / spacing ** 2
 
-    def moved(raw_lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lattice = cfg.max_shift_px * torch.tanh(raw_lattice / cfg.max_shift_px)
+    def bounded(raw_lattice: torch.Tensor) -> torch.Tensor:
+        return cfg.max_shift_px * torch.tanh(raw_lattice / cfg.max_shift_px)
+
+    def moved(lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = warp_displacement(lattice, ndc)  # (N, 2) pixels
         return v0 + (d * pixel) @ axes, d
 
@@ -173,14 +170,14 @@ def warp_to_silhouette(parts: Mapping[Part, Mesh], camera: Cameras, silhouette: 
         iou_before = _iou(coverage(v0), target)
     for _ in range(cfg.steps):
         opt.zero_grad(set_to_none=True)
-        x, _ = moved(raw)
+        lattice = bounded(raw)
+        x, _ = moved(lattice)
         err = ((coverage(x) - target) ** 2).sum()
-        lattice = cfg.max_shift_px * torch.tanh(raw / cfg.max_shift_px)
         smooth = ((lattice[:, 1:] - lattice[:, :-1]) ** 2).sum() + ((lattice[:, :, 1:] - lattice[:, :, :-1]) ** 2).sum()
         (err + lam * smooth).backward()
         opt.step()
     with torch.no_grad():
-        x, d = moved(raw)
+        x, d = moved(bounded(raw))
         iou_after = _iou(coverage(x), target)
     if iou_after < iou_before:  # never leave the outline worse than refinement did
         x, d = v0, torch.zeros_like(d)
