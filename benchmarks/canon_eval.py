@@ -7,7 +7,7 @@ shows what the model loses of a picture it only has to copy), the A-pose check's
 inputs, and seconds per picture.
 
     python benchmarks/canon_eval.py --characters 50 --steps 10,20 --device cuda -o canon_eval.json \\
-        [--weights WEIGHTS_DIR] [--grid canon_eval.png]
+        [--weights WEIGHTS_DIR] [--grid canon_eval.png] [--split validation]
 
 ``--weights`` is a folder holding ``config.json`` + ``model.safetensors``, or a ``--weights``-style root
 with ``canon/`` in it (default: the bundled weights).
@@ -24,15 +24,15 @@ import numpy as np
 import torch
 
 
-def test_pairs(count: int, device) -> dict[str, torch.Tensor]:
-    """The first ``count`` test characters as ``ref`` ``(N, 4, R, R)`` posed pictures, ``target``
+def test_pairs(count: int, device, split: str = "test") -> dict[str, torch.Tensor]:
+    """The first ``count`` held-out characters of ``split`` as ``ref`` ``(N, 4, R, R)`` posed pictures, ``target``
     ``(N, 4, R, R)`` A-pose fronts (both RGB over white + alpha in [0, 1]) and ``is_apose`` ``(N,)``."""
     from stdgen.data.stream import RenderStream
     from stdgen.train.tasks.canon import CanonTask, reference_from_stream, small, target_from_stream
 
     task = CanonTask(small())
     refs, targets, flags = [], [], []
-    for raw in RenderStream(task.stream_config(split="test", count=count, batch_size=min(count, 10), device=device)):
+    for raw in RenderStream(task.stream_config(split=split, count=count, batch_size=min(count, 10), device=device)):
         refs.append(reference_from_stream(raw).cpu())
         targets.append(target_from_stream(raw).cpu())
         flags.append(raw["posed_is_apose"].cpu())
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None)
     ap.add_argument("--characters", type=int, default=50)
+    ap.add_argument("--split", choices=("test", "validation"), default="test",
+                    help="validation: choose between runs there; test: report")
     ap.add_argument("--steps", default="20", help="comma-separated sampler steps")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--batch", type=int, default=10)
@@ -65,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.weights) if args.weights and (Path(args.weights) / "config.json").is_file() else \
         find_weights("canon", args.weights)
     model = Canonicalizer.from_pretrained(folder, device=device)
-    pairs = test_pairs(args.characters, device)
+    pairs = test_pairs(args.characters, device, args.split)
     ref, true, is_apose = pairs["ref"], pairs["target"], pairs["is_apose"]
     posed = ~is_apose
-    result = {"characters": args.characters, "posed_inputs": int(posed.sum()), "device": str(device),
-              "weights": str(folder), "posed_input_as_answer": mean_metrics(ref[posed], true[posed])}
+    result = {"characters": args.characters, "split": args.split, "posed_inputs": int(posed.sum()),
+              "device": str(device), "weights": str(folder),
+              "posed_input_as_answer": mean_metrics(ref[posed], true[posed])}
     with torch.no_grad():
         prob = model.pose_scores(ref.to(device))[:, 0].cpu()
         framed = (model.frame_reference(ref.to(device) * 2 - 1).float().cpu() + 1) / 2

@@ -14,7 +14,8 @@ fields of the stages up to the views from ``--views-set``, e.g. ``multiview_mode
 ground truth's own six views, ``--true-views``); each variant
 (``NAME={"max_body_speck": 30}``: fields of
 :class:`stdgen.pipeline.PipelineConfig` over its defaults; ``"dilation.margin": 0.003`` sets a field of the
-refinement's :class:`stdgen.refine.dilation.DilationConfig`) then reconstructs, refines and textures from
+refinement's :class:`stdgen.refine.dilation.DilationConfig`, ``"texture.power": 4`` one of its
+:class:`stdgen.refine.texture.TextureConfig`) then reconstructs, refines and textures from
 those views, writes ``OUT/NAME/<id>/`` (``character.glb``, ``mv_rgb.png``, ``mv_normal.png``) and is
 scored with ``stdgen eval --fit-scale`` into ``OUT/NAME-eval/``. Prints one line of means per variant
 (SSIM, part IoU, semantic accuracy, F@0.01) and writes them to ``OUT/summary.json``.
@@ -102,16 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     base_refine_config = pipe.refine_config
     for name, fields in variants.items():
-        # "dilation.<field>" keys set the refinement's DilationConfig; the rest are PipelineConfig fields.
-        dilation = {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith("dilation.")}
-        pipe.config = dataclasses.replace(PipelineConfig(), **{k: v for k, v in fields.items()
-                                                              if not k.startswith("dilation.")})
+        # "dilation.<field>" / "texture.<field>" keys set the refinement's DilationConfig / TextureConfig;
+        # the rest are PipelineConfig fields.
+        sub = {g: {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith(g + ".")}
+               for g in ("dilation", "texture")}
+        pipe.config = dataclasses.replace(PipelineConfig(), **{k: v for k, v in fields.items() if "." not in k})
         pipe.config.validate()
 
-        def refine_config(dilation=dilation, **kw):
+        def refine_config(sub=sub, **kw):
             cfg = base_refine_config(**kw)
-            for k, v in dilation.items():
+            for k, v in sub["dilation"].items():
                 setattr(cfg.schedule.dilation, k, v)
+            for k, v in sub["texture"].items():
+                setattr(cfg.texture, k, v)
             cfg.validate()
             return cfg
 

@@ -430,6 +430,16 @@ def test_refinement_weights_the_pictures_silhouette_above_the_generated_views():
         PipelineConfig(front_silhouette_weight=-1.0)
 
 
+def test_the_pictures_texture_exponent_reaches_the_bake_for_the_front_view_only():
+    default = StdGENPipeline(None, None, None, None, config=PipelineConfig()).refine_config()
+    front = PipelineConfig().front_texture_power
+    assert default.texture.view_powers is None or default.texture.view_powers[FRONT] == front
+    cfg = StdGENPipeline(None, None, None, None, config=PipelineConfig(front_texture_power=7.0)).refine_config()
+    assert cfg.texture.view_powers == tuple(7.0 if i == FRONT else cfg.texture.power for i in range(6))
+    with pytest.raises(ValueError, match="PipelineConfig.front_texture_power"):
+        PipelineConfig(front_texture_power=-1.0)
+
+
 def test_config_checks_name_the_field():
     with pytest.raises(ValueError, match=r"PipelineConfig.grid_resolution: expected an integer in \[16, 512\], got 8"):
         PipelineConfig(grid_resolution=8)

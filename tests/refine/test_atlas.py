@@ -5,9 +5,10 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import trimesh
 
-from stdgen.refine.atlas import AtlasWorker, uv_atlas
+from stdgen.refine.atlas import AtlasPool, AtlasWorker, uv_atlas
 
 
 def _mesh():
@@ -62,3 +63,20 @@ def test_atlas_worker_does_not_rerun_an_unguarded_script(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert marker.read_text() == "run\n"
+
+
+def test_atlas_pool_charts_in_separate_helpers_with_the_same_results():
+    v, f = _mesh()
+    meshes = [(v, f), (v * [1.5, 1, 1], f), (v * [1, 0.5, 2], f)]
+    want = [uv_atlas(a, b, 256, 2, 64) for a, b in meshes]
+    with AtlasPool(3) as pool:
+        pending = [pool.submit(a, b, 256, 2, 64) for a, b in meshes]
+        got = [p.result() for p in pending]
+        pids = {w._proc.pid for w in pool.workers}
+        assert len(pids) == 3  # one helper per part, charting at once
+    for (uvs, uv_faces), (wuvs, wfaces) in zip(got, want):
+        np.testing.assert_allclose(uvs, wuvs, atol=1e-6)
+        np.testing.assert_array_equal(uv_faces, wfaces)
+    assert all(w._proc is None for w in pool.workers)
+    with pytest.raises(ValueError, match="processes"):
+        AtlasPool(0)

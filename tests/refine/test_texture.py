@@ -121,3 +121,33 @@ def test_view_weights_let_one_view_dominate():
     assert torch.allclose(col, torch.tensor([[0.1, 0.0, 0.9]]), atol=1e-4)
     with pytest.raises(ValueError, match="view_weights"):
         TextureConfig(view_weights=(1.0, -1.0))
+
+
+def test_view_powers_hand_grazing_surfaces_to_the_other_views():
+    """Per-view exponents: each view weighs ``cos ** its own power``, so a steeper exponent on one view
+    moves a point it sees obliquely towards the view that faces it (``stdgen generate`` gives the
+    picture a steeper one)."""
+    from stdgen.refine.texture import back_project
+    from stdgen.render.camera import orthographic_cameras
+
+    cams = orthographic_cameras([-45.0, 0.0], 0.0, center=(0.0, 0.0, 0.0), half_size=1.0)
+    images = torch.zeros(2, 32, 32, 4)
+    images[0, ..., 0] = 1  # red
+    images[1, ..., 2] = 1  # blue
+    images[..., 3] = 1
+    to_cam = -cams.forward.float()
+    n = torch.nn.functional.normalize(0.3 * to_cam[0:1] + 0.7 * to_cam[1:2], dim=-1)  # faces view 1 more
+    c = (n * to_cam).sum(-1)
+    sv = torch.tensor([[0.9, 0.9, -0.9], [0.95, 0.9, -0.9], [0.9, 0.95, -0.9]]) - 2 * n
+    sf = torch.tensor([[0, 1, 2]])
+    point = torch.tensor([[0.0, 0.0, 0.0]])
+    for powers in ((2.0, 2.0), (8.0, 2.0), (2.0, 8.0)):
+        col, _ = back_project(point, n, images, cams, sv, sf, depth_tolerance=0.01, power=torch.tensor(powers))
+        w0, w1 = c[0] ** powers[0], c[1] ** powers[1]
+        assert torch.allclose(col, torch.tensor([[w0 / (w0 + w1), 0.0, w1 / (w0 + w1)]]), atol=1e-4), (powers, col)
+    # A steeper exponent on view 0, which sees the point at the larger angle, gives it less red.
+    red = [back_project(point, n, images, cams, sv, sf, depth_tolerance=0.01, power=torch.tensor(p))[0][0, 0]
+           for p in ((2.0, 2.0), (8.0, 2.0))]
+    assert red[1] < 0.6 * red[0]
+    with pytest.raises(ValueError, match="view_powers"):
+        TextureConfig(view_powers=(2.0, -1.0))

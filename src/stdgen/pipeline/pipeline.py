@@ -184,6 +184,10 @@ class PipelineConfig(ConfigMixin):
     #: front masked SSIM 0.383 / 0.445 / 0.462 against the picture and eight-view SSIM 0.853 / 0.855 /
     #: 0.856 against the truth.
     front_texture_weight: float = 50.0
+    #: Exponent of the front view's ``cos`` in the texture bake (the generated views keep the bake's 2):
+    #: a steeper one hands the surfaces the picture sees only at a grazing angle (shadowed, stretched)
+    #: to the generated views beside it.
+    front_texture_power: float = 2.0
     #: Weight of the front view's silhouette (the canonical picture's own alpha) in refinement's mask
     #: terms, against 1 for each generated view (``StageConfig.mask_view_weights``). The generated
     #: views agree with one another better than with the picture (on pictures unlike the training
@@ -286,6 +290,7 @@ class PipelineConfig(ConfigMixin):
                              "(0 means the refinement's resolution)")
         check_range(self, "texture_size", 16, 8192, integer=True)
         check_range(self, "front_texture_weight", 0, 1000)
+        check_range(self, "front_texture_power", 0, 64)
         check_range(self, "front_silhouette_weight", 0, 1000)
         check_choice(self, "layer_targets", (True, False))
         check_choice(self, "mirror_back", (True, False))
@@ -790,8 +795,14 @@ class StdGENPipeline:
             cfg.warp.smoothness = self.config.front_warp_smoothness
             cfg.warp.resolution = self.config.texture_view_resolution or self.config.refine_resolution
         cfg.texture.view_weights = front_weighted(self.config.front_texture_weight)
+        if self.config.front_texture_power != cfg.texture.power:
+            cfg.texture.view_powers = tuple(self.config.front_texture_power if i == FRONT else cfg.texture.power
+                                            for i in range(6))
         # A helper process for the UV atlas costs more than it saves on a 2-core CPU, and keeps runs alike.
         cfg.texture.atlas_in_background = self.device.type == "cuda"
+        # On a GPU the charting outlasts the refinement (session p: ~3 s of waiting for one helper to
+        # chart three parts in turn): one helper per part where the host has the cores.
+        cfg.texture.atlas_processes = max(1, min(3, (os.cpu_count() or 1) - 1))
         cfg.validate()
         return cfg
 

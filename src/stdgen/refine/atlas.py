@@ -3,7 +3,8 @@
 xatlas holds Python's GIL while it charts, so a thread would stall the refinement beside it;
 :class:`AtlasWorker` runs the charting in a helper process instead (``python -m
 stdgen.refine.atlas``, which imports only numpy and xatlas), where it overlaps the next part's
-refinement for real. The helper is a plain subprocess fed pickled meshes over a pipe, not a
+refinement for real; :class:`AtlasPool` keeps several, so that the parts chart at once. The
+helper is a plain subprocess fed pickled meshes over a pipe, not a
 ``multiprocessing`` child: those re-import the caller's main script, which in a script without an
 ``if __name__ == "__main__"`` guard would run the caller's work a second time.
 """
@@ -109,6 +110,36 @@ class AtlasWorker:
         if exc_type is not None and self._proc is not None:
             self._proc.kill()  # interrupted or failed: do not wait for an atlas nobody will use
         self.close()
+
+
+class AtlasPool:
+    """``processes`` :class:`AtlasWorker` helpers; each ``submit`` goes to the next in turn, so the
+    atlases of successive parts chart at once where the host has cores to spare (on a GPU machine the
+    charting, not the refinement, is the refine stage's critical path). The same results as one
+    worker. Use as a context manager."""
+
+    def __init__(self, processes: int = 1) -> None:
+        if int(processes) < 1:
+            raise ValueError(f"AtlasPool: processes must be >= 1, got {processes}")
+        self.workers = [AtlasWorker() for _ in range(int(processes))]
+        self._turn = 0
+
+    def submit(self, vertices: np.ndarray, faces: np.ndarray, size: int = 1024, padding: int = 4,
+               charts_hint: int = 256) -> PendingAtlas:
+        worker = self.workers[self._turn % len(self.workers)]
+        self._turn += 1
+        return worker.submit(vertices, faces, size, padding, charts_hint)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+    def __enter__(self) -> AtlasPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for w in self.workers:
+            w.__exit__(*exc)
 
 
 class _HelperGone(RuntimeError):

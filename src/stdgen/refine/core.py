@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from stdgen.refine.atlas import AtlasWorker, PendingAtlas
+from stdgen.refine.atlas import AtlasPool, PendingAtlas
 from stdgen.refine.coarse import CoarseConfig
 from stdgen.refine.schedule import RefineResult, ScheduleConfig, StepCallback, refine_character
 from stdgen.refine.targets import STAGE_LAYER_SET, StageTargets, make_targets
@@ -207,11 +207,12 @@ def refine_parts(coarse_parts: Mapping[Part, Mesh], views: RefineViews | Mapping
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
     # Each part's UV atlas (xatlas, on the host) is made in a helper process as soon as the part is
-    # final, while the next part is refined; only the bake waits for the schedule's end.
+    # final, while the next part is refined (several helpers: the parts also chart at once); only the
+    # bake waits for the schedule's end.
     atlases: dict[Part, PendingAtlas] = {}
     tex = cfg.texture
     background = tex.atlas_in_background and tex.mode == "texture"
-    with AtlasWorker() if background else contextlib.nullcontext() as worker:
+    with AtlasPool(tex.atlas_processes) if background else contextlib.nullcontext() as worker:
 
         def part_done(part: Part, mesh: Mesh) -> None:
             if background and not mesh.is_empty:

@@ -53,15 +53,25 @@ class TextureConfig(ConfigMixin):
     atlas_charts_hint: int = 256
     #: ``stdgen refine``: chart each part in a helper process while the next part is refined.
     atlas_in_background: bool = True
+    #: Helper processes charting at once when ``atlas_in_background`` (each part goes to the next in
+    #: turn). ``stdgen generate`` on a GPU uses one per part: there the charting outlasts the refinement.
+    atlas_processes: int = 1
     #: One extra weight per view, multiplying its ``cos ** power`` (None: all 1). ``stdgen generate``
     #: weights the front view, which is the user's own picture, above the generated ones.
     view_weights: tuple[float, ...] | None = None
+    #: One exponent per view in place of ``power`` (None: ``power`` for all). ``stdgen generate`` gives
+    #: the picture a steeper one, so that surfaces it sees at a grazing angle take the generated views.
+    view_powers: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.view_weights is not None:
             self.view_weights = tuple(float(w) for w in self.view_weights)
             if not self.view_weights or not all(w >= 0 and np.isfinite(w) for w in self.view_weights):
                 raise ValueError(f"TextureConfig.view_weights: expected finite weights >= 0, got {self.view_weights}")
+        if self.view_powers is not None:
+            self.view_powers = tuple(float(p) for p in self.view_powers)
+            if not self.view_powers or not all(p >= 0 and np.isfinite(p) for p in self.view_powers):
+                raise ValueError(f"TextureConfig.view_powers: expected finite exponents >= 0, got {self.view_powers}")
         check_range(self, "size", 16, 8192, integer=True)
         check_range(self, "padding", 0, 256, integer=True)
         check_range(self, "power", 0, None)
@@ -70,6 +80,7 @@ class TextureConfig(ConfigMixin):
         check_choice(self, "mode", ("texture", "vertex"))
         check_range(self, "atlas_charts_hint", 1, 100_000, integer=True)
         check_choice(self, "atlas_in_background", (True, False))
+        check_range(self, "atlas_processes", 1, 64, integer=True)
 
 
 def texel_surface(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor,
@@ -88,13 +99,14 @@ def texel_surface(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor
 
 
 def back_project(points: torch.Tensor, normals: torch.Tensor, images: torch.Tensor, cameras: Cameras,
-                 scene_vertices: torch.Tensor, scene_faces: torch.Tensor, *, power: float = 2.0,
+                 scene_vertices: torch.Tensor, scene_faces: torch.Tensor, *, power: float | torch.Tensor = 2.0,
                  depth_tolerance: float, min_alpha: float = 0.5,
                  view_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean colour of ``points`` (P, 3) with ``normals`` (P, 3) over the views.
 
     ``images`` (V, H, W, 4) straight-alpha RGBA in [0, 1]; the scene (``scene_vertices`` (N, 3),
     ``scene_faces`` (F, 3)) gives each view's depth buffer for the visibility test;
+    ``power`` the exponent of each view's cosine weight, one for all or ``(V,)``;
     ``view_weights`` (V,) optional extra weights per view. Returns ``(colour (P, 3), weight (P,))``
     (weight 0: no view saw the point).
     """
@@ -116,7 +128,8 @@ def back_project(points: torch.Tensor, normals: torch.Tensor, images: torch.Tens
         cos = (normals[None].float() * to_cam).sum(-1)
         inside = (grid[..., 0, 0].abs() < 1) & (grid[..., 0, 1].abs() < 1)
         seen = inside & (pdepth <= buf + depth_tolerance) & (alpha >= min_alpha) & (cos > 0)
-        wgt = seen.float() * cos.clamp(min=0).pow(power)
+        exponent = power.to(cos)[:, None] if torch.is_tensor(power) else power
+        wgt = seen.float() * cos.clamp(min=0).pow(exponent)
         if view_weights is not None:
             wgt = wgt * view_weights.to(wgt)[:, None]
         total = wgt.sum(0)
@@ -211,8 +224,13 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
         if len(cfg.view_weights) != images.shape[0]:
             raise ValueError(f"TextureConfig.view_weights: {len(cfg.view_weights)} weights for {images.shape[0]} views")
         vw = torch.tensor(cfg.view_weights, dtype=torch.float32, device=dev)
+    power = cfg.power
+    if cfg.view_powers is not None:
+        if len(cfg.view_powers) != images.shape[0]:
+            raise ValueError(f"TextureConfig.view_powers: {len(cfg.view_powers)} exponents for {images.shape[0]} views")
+        power = torch.tensor(cfg.view_powers, dtype=torch.float32, device=dev)
     if cfg.mode == "vertex":
-        col, wgt = back_project(v, shade.vertex_normals(v, f), images, cams, sv, sf, power=cfg.power,
+        col, wgt = back_project(v, shade.vertex_normals(v, f), images, cams, sv, sf, power=power,
                                 depth_tolerance=tol, min_alpha=cfg.min_alpha, view_weights=vw)
         colors = _fill_vertex_colors(mesh, col.cpu().numpy(), wgt.cpu().numpy())
         return mesh.replace(colors=colors, uvs=None, uv_faces=None, texture=None)
@@ -228,7 +246,7 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
     point, normal, covered = texel_surface(v, f, uv_t, uf_t, cfg.size)
     sel = torch.nonzero(covered.reshape(-1)).squeeze(1)
     col, wgt = back_project(point.reshape(-1, 3)[sel], normal.reshape(-1, 3)[sel], images, cams, sv, sf,
-                            power=cfg.power, depth_tolerance=tol, min_alpha=cfg.min_alpha, view_weights=vw)
+                            power=power, depth_tolerance=tol, min_alpha=cfg.min_alpha, view_weights=vw)
     size = cfg.size
     color = np.zeros((size * size, 3), np.float32)
     weight = np.zeros(size * size, np.float32)
