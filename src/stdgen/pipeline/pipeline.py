@@ -186,7 +186,8 @@ class PipelineConfig(ConfigMixin):
     front_texture_weight: float = 50.0
     #: Exponent of the front view's ``cos`` in the texture bake (the generated views keep the bake's 2):
     #: a steeper one hands the surfaces the picture sees only at a grazing angle (shadowed, stretched)
-    #: to the generated views beside it.
+    #: to the generated views beside it. Measured on 12 validation pictures (session p): 8 / 2 / 1 give
+    #: SSIM 0.9130 / 0.9145 / 0.9142, so 2 (the same as the generated views).
     front_texture_power: float = 2.0
     #: Weight of the front view's silhouette (the canonical picture's own alpha) in refinement's mask
     #: terms, against 1 for each generated view (``StageConfig.mask_view_weights``). The generated

@@ -59,19 +59,18 @@ class TextureConfig(ConfigMixin):
     #: One extra weight per view, multiplying its ``cos ** power`` (None: all 1). ``stdgen generate``
     #: weights the front view, which is the user's own picture, above the generated ones.
     view_weights: tuple[float, ...] | None = None
-    #: One exponent per view in place of ``power`` (None: ``power`` for all). ``stdgen generate`` gives
-    #: the picture a steeper one, so that surfaces it sees at a grazing angle take the generated views.
+    #: One exponent per view in place of ``power`` (None: ``power`` for all; ``PipelineConfig.
+    #: front_texture_power`` sets the picture's; a steeper one was measured and not kept, session p).
     view_powers: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.view_weights is not None:
-            self.view_weights = tuple(float(w) for w in self.view_weights)
-            if not self.view_weights or not all(w >= 0 and np.isfinite(w) for w in self.view_weights):
-                raise ValueError(f"TextureConfig.view_weights: expected finite weights >= 0, got {self.view_weights}")
-        if self.view_powers is not None:
-            self.view_powers = tuple(float(p) for p in self.view_powers)
-            if not self.view_powers or not all(p >= 0 and np.isfinite(p) for p in self.view_powers):
-                raise ValueError(f"TextureConfig.view_powers: expected finite exponents >= 0, got {self.view_powers}")
+        for name, what in (("view_weights", "weights"), ("view_powers", "exponents")):
+            values = getattr(self, name)
+            if values is not None:
+                values = tuple(float(x) for x in values)
+                if not values or not all(x >= 0 and np.isfinite(x) for x in values):
+                    raise ValueError(f"TextureConfig.{name}: expected finite {what} >= 0, got {values}")
+                setattr(self, name, values)
         check_range(self, "size", 16, 8192, integer=True)
         check_range(self, "padding", 0, 256, integer=True)
         check_range(self, "power", 0, None)
@@ -219,16 +218,18 @@ def texture_part(mesh: Mesh, images: torch.Tensor, cameras: Cameras, scene_verti
     sv = torch.as_tensor(np.asarray(scene_vertices), dtype=torch.float32, device=dev)
     sf = torch.as_tensor(np.asarray(scene_faces), dtype=torch.long, device=dev)
     cams = cameras.to(dev)
-    vw = None
-    if cfg.view_weights is not None:
-        if len(cfg.view_weights) != images.shape[0]:
-            raise ValueError(f"TextureConfig.view_weights: {len(cfg.view_weights)} weights for {images.shape[0]} views")
-        vw = torch.tensor(cfg.view_weights, dtype=torch.float32, device=dev)
-    power = cfg.power
-    if cfg.view_powers is not None:
-        if len(cfg.view_powers) != images.shape[0]:
-            raise ValueError(f"TextureConfig.view_powers: {len(cfg.view_powers)} exponents for {images.shape[0]} views")
-        power = torch.tensor(cfg.view_powers, dtype=torch.float32, device=dev)
+
+    def per_view(name: str, what: str) -> torch.Tensor | None:
+        values = getattr(cfg, name)
+        if values is None:
+            return None
+        if len(values) != images.shape[0]:
+            raise ValueError(f"TextureConfig.{name}: {len(values)} {what} for {images.shape[0]} views")
+        return torch.tensor(values, dtype=torch.float32, device=dev)
+
+    vw = per_view("view_weights", "weights")
+    power = per_view("view_powers", "exponents")
+    power = cfg.power if power is None else power
     if cfg.mode == "vertex":
         col, wgt = back_project(v, shade.vertex_normals(v, f), images, cams, sv, sf, power=power,
                                 depth_tolerance=tol, min_alpha=cfg.min_alpha, view_weights=vw)
