@@ -83,7 +83,11 @@ def _resize(x: np.ndarray, side: int) -> np.ndarray:
     if x.shape[0] == side and x.shape[1] == side:
         return x
     shrink = side < x.shape[0]
-    return resize(x, (side, side) + x.shape[2:], order=1 if shrink else 3, anti_aliasing=shrink,
+    if x.ndim == 3:
+        # Channel by channel: skimage would run its spline along the channel axis too (at the nodes, so
+        # the same values) at 20 times the cost.
+        return np.stack([_resize(np.ascontiguousarray(x[..., k]), side) for k in range(x.shape[2])], -1)
+    return resize(x, (side, side), order=1 if shrink else 3, anti_aliasing=shrink,
                   preserve_range=True).astype(np.float32)
 
 
